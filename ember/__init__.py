@@ -1,0 +1,1 @@
+"""ember: remote Python objects over a small, secure plugin kernel."""

@@ -102,10 +102,12 @@ class Transport(ABC):
     is_encrypted: ClassVar[bool] = False
 
     @abstractmethod
-    def parse_address(self, text: str) -> Address:
+    def parse_address(self, text: str, *, listening: bool = False) -> Address:
         """Parse the address part of a URI (for TCP, ``host:port``).
 
-        Must raise :class:`~ember.kernel.errors.UsageError` naming the invalid part.
+        ``listening`` is ``True`` for an address to bind, where a transport may accept
+        wildcards such as TCP port 0 (any free port). Must raise
+        :class:`~ember.kernel.errors.UsageError` naming the invalid part.
         """
 
     @abstractmethod

@@ -1,0 +1,3 @@
+"""A module registered as a plugin that implements no hook at all."""
+
+VERSION = "1.0"

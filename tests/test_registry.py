@@ -26,34 +26,21 @@ from ember.kernel.serializer import DecodeLimits
 
 # The fixtures' import name depends on whether pytest imports this file inside a package.
 PACKAGE = f"{__package__}.registry_fixtures" if __package__ else "registry_fixtures"
+_fixtures = importlib.import_module(PACKAGE)
+install_distribution = _fixtures.install_distribution
 
 KNOWN_HOOKS = "ember_serializers, ember_transports, ember_authenticators, ember_resolvers"
-
 
 EntryPoints = list[importlib.metadata.EntryPoint]
 
 
 def install(folder: Path, distribution: str, **entry_points: str) -> EntryPoints:
-    """Write a dist-info folder for ``distribution`` and return its ember entry points.
-
-    Each keyword maps an entry-point name to a target inside the fixture package, such
-    as ``good`` or ``invalid_declarations:wire_id_zero``.
-    """
-    dist_info = folder / f"{distribution.replace('-', '_')}-1.0.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n", encoding="utf-8"
-    )
-    lines = "".join(f"{name} = {PACKAGE}.{target}\n" for name, target in entry_points.items())
-    (dist_info / "entry_points.txt").write_text("[ember]\n" + lines, encoding="utf-8")
-    return [
-        entry_point
-        for entry_point in importlib.metadata.Distribution.at(dist_info).entry_points
-        if entry_point.group == "ember"
-    ]
+    """Install ``distribution`` with entry points into the fixture package."""
+    return install_distribution(folder, distribution, PACKAGE, entry_points)
 
 
 def entry(name: str, target: str) -> str:
+    """Format an entry point as records show it."""
     return f"{name} = {PACKAGE}.{target}"
 
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from children import ChildError, ChildProcess, ChildRegister
 from contract import CALL_TIMEOUT_SECONDS, System, SystemUnavailable
@@ -248,6 +249,48 @@ def raise_system_exit(signal_number: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signal_number)
 
 
+def check_systems(systems: list[System]) -> tuple[list[System], dict[str, dict[str, object]]]:
+    """Return the systems that can run here, and a description of every selected one."""
+    runnable: list[System] = []
+    info: dict[str, dict[str, object]] = {}
+    for system in systems:
+        info[system.name] = {"role": system.role, "description": system.description}
+        try:
+            system.check_available()
+        except SystemUnavailable as error:
+            info[system.name]["error"] = str(error)
+            print(f"{system.name}: unavailable: {error}\n", file=sys.stderr, flush=True)
+            continue
+        runnable.append(system)
+    return runnable, info
+
+
+def print_results(
+    system_names: list[str], measurements: list[Measurement], evaluated: list[dict[str, Any]]
+) -> None:
+    print()
+    print(format_table(system_names, measurements))
+    print()
+    print(format_per_call_times(measurements))
+    print(format_ratios(evaluated))
+    for system_name, note in sorted({(m.system, m.note) for m in measurements if m.note}):
+        print(f"note: {system_name}: {note}")
+
+
+def print_failures(measurements: list[Measurement], info: dict[str, dict[str, object]]) -> None:
+    """Print each distinct failure once, with the workloads it hit."""
+    workloads_by_failure: dict[tuple[str, str], list[str]] = {}
+    for measurement in measurements:
+        if measurement.error is not None:
+            key = (measurement.system, measurement.error)
+            workloads_by_failure.setdefault(key, []).append(measurement.workload.name)
+    for (system_name, error), workload_names in workloads_by_failure.items():
+        print(f"\n{system_name} failed on {', '.join(workload_names)}: {error}", file=sys.stderr)
+    for system_name, details in info.items():
+        if "error" in details:
+            print(f"\n{system_name}: not run: {details['error']}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
@@ -267,18 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {settings.window_seconds:g} s per workload, median reported\n",
         flush=True,
     )
-
-    system_info: dict[str, dict[str, object]] = {}
-    runnable: list[System] = []
-    for system in systems:
-        info: dict[str, object] = {"role": system.role, "description": system.description}
-        try:
-            system.check_available()
-            runnable.append(system)
-        except SystemUnavailable as error:
-            info["error"] = str(error)
-            print(f"{system.name}: unavailable: {error}\n", file=sys.stderr, flush=True)
-        system_info[system.name] = info
+    runnable, info = check_systems(systems)
 
     register = ChildRegister()
     runner = Runner(settings, register, worker_lifetime=settings.estimate_seconds(len(runnable)))
@@ -291,33 +323,17 @@ def main(argv: list[str] | None = None) -> int:
         register.stop_all()
 
     evaluated = evaluate_ratios(measurements)
-    print()
-    print(format_table([system.name for system in systems], measurements))
-    print()
-    print(format_per_call_times(measurements))
-    print(format_ratios(evaluated))
-
-    failures = [m for m in measurements if m.error is not None]
-    notes = {(m.system, m.note) for m in measurements if m.note}
-    for system_name, note in sorted(notes):
-        print(f"note: {system_name}: {note}")
-    for measurement in failures:
-        print(
-            f"\n{measurement.system} {measurement.workload.name} failed: {measurement.error}",
-            file=sys.stderr,
-        )
-    for name, info in system_info.items():
-        if "error" in info:
-            print(f"\n{name}: not run: {info['error']}", file=sys.stderr)
+    print_results([system.name for system in systems], measurements, evaluated)
+    print_failures(measurements, info)
 
     if arguments.json is not None:
         settings_record = {**asdict(settings), "quick": arguments.quick, "only": arguments.only}
-        document = to_json(facts, settings_record, system_info, measurements, evaluated)
+        document = to_json(facts, settings_record, info, measurements, evaluated)
         arguments.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nresults written to {arguments.json}")
 
-    unavailable = len(runnable) < len(systems)
-    return EXIT_FAILED if failures or unavailable else 0
+    has_failed = any(m.error is not None for m in measurements) or len(runnable) < len(systems)
+    return EXIT_FAILED if has_failed else 0
 
 
 if __name__ == "__main__":

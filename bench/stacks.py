@@ -6,6 +6,8 @@ neither, and a missing or broken ember fails only its own column.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 from contract import CALL_TIMEOUT_SECONDS, ServerHandle, SystemUnavailable
@@ -114,16 +116,23 @@ def _describe_returned(value: Any) -> str:
 # --- ember ---------------------------------------------------------------------------
 
 
+# The checkout that contains this benchmark. ember is imported from here first, so the
+# benchmark measures the code next to it rather than another installed copy.
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _import_ember() -> Any:
     """Return the ember module, or raise SystemUnavailable naming what is missing."""
+    if str(REPOSITORY_ROOT) not in sys.path:
+        sys.path.insert(1, str(REPOSITORY_ROOT))
     try:
         import ember
         from ember import Daemon, Proxy, expose  # noqa: F401
     except ImportError as error:
         raise SystemUnavailable(
             f"cannot import Daemon, Proxy and expose from ember ({error}). The ember"
-            " column needs ember's remote-object layer; install ember into this"
-            " interpreter with `pip install -e .`, or pass `--only floors,pyro5`"
+            f" column needs ember's remote-object layer in {REPOSITORY_ROOT / 'ember'};"
+            " until it is there, pass `--only floors,pyro5`"
         ) from error
     return ember
 

@@ -192,7 +192,7 @@ def test_hook_that_raises_registers_nothing(tmp_path, good, caplog):
     assert caplog.records[0].exc_info is None
 
 
-# Each case: fixture attribute, kind of the rejected record, expected reason.
+# Each case: the fixture attribute and the reason its rejected record carries.
 INVALID_DECLARATIONS = [
     ("non_sequence", "ember_serializers returned JsonSerializer <JsonSerializer 'json' "
      "wire_id=32257>; expected a list or tuple of Serializer instances, or None"),

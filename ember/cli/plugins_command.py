@@ -1,9 +1,9 @@
 """``ember plugins``: every plugin entry point and what became of it.
 
-The command loads the ``ember`` entry-point group the way a daemon or proxy does, with
-the same allow and block lists, and lists each record: loaded, failed, blocked or
-rejected, with the reason. Plugins that failed are part of the report, so the command
-still exits 0; only an invalid ``EMBER_*`` environment makes it exit 2.
+The command loads the ``ember`` entry-point group with the allow and block lists of the
+environment and lists each record (loaded, failed, blocked or rejected) with its reason.
+Plugins that failed are part of the report, so the command still exits 0. Only an
+invalid ``EMBER_*`` environment makes it exit 2.
 """
 
 from __future__ import annotations

@@ -79,8 +79,8 @@ _HOOK_ARGUMENTS: Mapping[str, object] = MappingProxyType({})
 
 _HOOK_PREFIX = "ember_"
 
-# URI scheme syntax from RFC 3986, section 3.1, restricted to lowercase because schemes
-# are compared case-insensitively and the registry stores them lowercased.
+# URI scheme syntax from RFC 3986, section 3.1, restricted to lowercase. Schemes are
+# case-insensitive, so lookups lowercase the requested scheme before comparing.
 _SCHEME_PATTERN = re.compile(r"[a-z][a-z0-9+.-]*")
 
 _NAME_RULE = (
@@ -194,7 +194,7 @@ class Stack:
 
 @dataclass(frozen=True, slots=True)
 class _Origin:
-    """Where a plugin came from, for records and clash messages."""
+    """Provenance of a plugin, for records and clash messages."""
 
     plugin_name: str
     distribution: str
@@ -222,7 +222,7 @@ class _Declaration:
 
 @dataclass(slots=True)
 class _Inspection:
-    """What validating one plugin found: its valid declarations and its problems."""
+    """Result of validating one plugin: its valid declarations and its problems."""
 
     declarations: list[_Declaration]
     problems: list[str]
@@ -258,9 +258,9 @@ class Registry:
     ) -> Registry:
         """Load, validate and register every plugin of the ``ember`` entry-point group.
 
-        ``config`` defaults to :meth:`Config.from_environment`; its ``plugins_allow`` and
-        ``plugins_block`` lists select entry points by name before anything is imported,
-        and a blocked name wins over an allowed one. ``entry_points`` replaces the
+        ``config`` defaults to :meth:`Config.from_environment`. Its ``plugins_allow`` and
+        ``plugins_block`` lists select entry points by name before anything is imported.
+        A blocked name wins over an allowed one. ``entry_points`` replaces the
         installed entry points; those of any other group are ignored. A plugin that
         fails or is rejected is recorded and logged as a WARNING, and loading goes on.
         Raises :class:`~ember.kernel.errors.ConfigError` for an invalid environment.
@@ -396,15 +396,15 @@ class Registry:
             )
         if self._plugin_manager.is_registered(plugin):
             owner = self._plugins.get(self._plugin_manager.get_name(plugin) or "")
-            shown = owner.describe() if owner else "another plugin"
-            clashes.append(f"the same plugin object is already registered as {shown}")
+            owner_text = owner.describe() if owner else "another plugin"
+            clashes.append(f"the same plugin object is already registered as {owner_text}")
 
         for declaration in inspection.declarations:
-            taken = self._objects[declaration.kind].get(declaration.name)
-            if taken is not None:
+            registered = self._objects[declaration.kind].get(declaration.name)
+            if registered is not None:
                 clashes.append(
                     f"{declaration.kind} name {declaration.name!r} is already registered "
-                    f"by {taken[1].describe()}; {fix}"
+                    f"by {registered[1].describe()}; {fix}"
                 )
             if declaration.wire_id is not None and declaration.wire_id in self._wire_ids:
                 holder, holder_origin = self._wire_ids[declaration.wire_id]
@@ -713,8 +713,8 @@ def _call_hook(
     hook_name: str, function: Callable[..., object], inspection: _Inspection
 ) -> object | None:
     """Call one hook implementation with the specification's keyword arguments."""
-    # The signature of the function itself, not of what a decorator wraps, decides
-    # whether this call works; pluggy checks the wrapped signature on its own later.
+    # The call below succeeds or fails by the signature of the function itself, not of
+    # what a decorator wraps. pluggy checks the wrapped signature later, at registration.
     try:
         signature: inspect.Signature | None = inspect.signature(function, follow_wrapped=False)
     except (TypeError, ValueError):
@@ -967,9 +967,9 @@ def get_registry(config: Config | None = None) -> Registry:
 
     ``config`` defaults to :meth:`Config.from_environment`. The registry loads on the
     first call and is cached per (``plugins_allow``, ``plugins_block``), so a later call
-    with the same lists returns the same object. Safe to call from several threads;
-    only one of them loads. Raises :class:`~ember.kernel.errors.PluginError` when
-    called from a plugin while that plugin is being loaded.
+    with the same lists returns the same object. Safe to call from several threads,
+    and only one of them loads. Raises :class:`~ember.kernel.errors.PluginError` when
+    called from a plugin's import or hook during such a load.
     """
     if config is None:
         config = Config.from_environment()

@@ -53,7 +53,7 @@ class InertTransport(Transport):
 
     name = "plain"
 
-    def parse_address(self, text: str) -> Address:
+    def parse_address(self, text: str, *, listening: bool = False) -> Address:
         return text
 
     def format_address(self, address: Address) -> str:

@@ -166,7 +166,7 @@ def test_import_failure_is_recorded(tmp_path, good, caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.name for r in warnings] == ["ember.registry"]
     assert warnings[0].getMessage() == (
-        f"skipped entry point {entry('broken', 'broken_import')!r} of distribution "
+        f"plugin skipped: entry point {entry('broken', 'broken_import')!r} of distribution "
         f"'broken-plugin': {reason}"
     )
     assert warnings[0].exc_info is None
@@ -337,7 +337,7 @@ def test_reserved_prefix_attribute_is_rejected():
         registry.register(Plugin(), name="prefixed")
 
     assert str(raised.value) == (
-        "plugin 'prefixed' registered by code rejected: ember_version is not an ember hook; "
+        "plugin 'prefixed' registered by code was rejected: ember_version is not an ember hook; "
         f"known hooks: {KNOWN_HOOKS}. Fix the name, or rename the attribute: the ember_ "
         "prefix is reserved for hooks"
     )
@@ -369,7 +369,7 @@ def test_hook_with_required_parameter_is_rejected():
         registry.register(Plugin(), name="parameter")
 
     assert str(raised.value) == (
-        "plugin 'parameter' registered by code rejected: ember_serializers(config) cannot be "
+        "plugin 'parameter' registered by code was rejected: ember_serializers(config) cannot be "
         "called with the arguments of its specification (none); remove the extra parameters"
     )
 
@@ -396,8 +396,8 @@ def test_name_clash_names_both_distributions(tmp_path, caplog):
     assert type(registry.serializer("json")).__name__ == "RivalJsonB"
     assert registry.serializer_by_id(0x7E11) is None
     assert [r.getMessage() for r in caplog.records] == [
-        f"skipped entry point {entry('zjson', 'rival_json_a')!r} of distribution "
-        f"'zeta-json' rejected: {reason}"
+        f"plugin skipped: entry point {entry('zjson', 'rival_json_a')!r} of distribution "
+        f"'zeta-json' was rejected: {reason}"
     ]
 
 
@@ -468,7 +468,7 @@ def test_duplicate_scheme_is_rejected(good):
         registry.register(Claiming(), name="claiming", distribution="claims")
 
     assert str(raised.value) == (
-        "plugin 'claiming' of distribution 'claims' rejected: resolver 'claimer' claims URI "
+        "plugin 'claiming' of distribution 'claims' was rejected: resolver 'claimer' claims URI "
         f"scheme 'ember+fixture', already handled by resolver 'fixture-names' of entry point "
         f"{entry('good', 'good')!r} of distribution 'good-plugins'; change this plugin, or "
         f"block the other one's entry point with plugins_block"
@@ -545,7 +545,7 @@ def test_partial_pluggy_registration_is_rolled_back(good, monkeypatch):
         registry.register(plugin, name="partial")
 
     assert str(raised.value) == (
-        "plugin 'partial' registered by code rejected: pluggy rejected the registration: "
+        "plugin 'partial' registered by code was rejected: pluggy rejected the registration: "
         "ValueError: injected failure after registration"
     )
     assert isinstance(raised.value.__cause__, ValueError)
@@ -567,7 +567,7 @@ def test_register_from_code_raises_precise_error():
 
     assert raised.value.plugin == "zero"
     assert str(raised.value) == (
-        "plugin 'zero' of distribution 'zero-dist' rejected: serializer 'valid' has wire_id "
+        "plugin 'zero' of distribution 'zero-dist' was rejected: serializer 'valid' has wire_id "
         "0; expected an int from 1 to 65535 (0 is reserved for protocol control messages)"
     )
     assert registry.records == [
@@ -585,7 +585,7 @@ def test_same_object_twice_is_rejected(good):
         registry.register(plugin, name="again")
 
     message = str(raised.value)
-    assert message.startswith("plugin 'again' registered by code rejected: ")
+    assert message.startswith("plugin 'again' registered by code was rejected: ")
     assert (
         f"the same plugin object is already registered as entry point "
         f"{entry('good', 'good')!r} of distribution 'good-plugins'"
@@ -599,7 +599,7 @@ def test_register_rejects_empty_name():
 
 
 def test_register_rejects_none_plugin():
-    with pytest.raises(PluginError, match="rejected: the plugin object is None"):
+    with pytest.raises(PluginError, match="was rejected: the plugin object is None"):
         Registry().register(None, name="nothing")
 
 

@@ -316,14 +316,14 @@ class Registry:
         except (Exception, SystemExit) as exc:
             reason = f"import failed: {_describe_exception(exc)}"
             self._add_plugin_record(origin, "failed", reason)
-            logger.warning("skipped %s: %s", origin.describe(), reason)
+            logger.warning("plugin skipped: %s: %s", origin.describe(), reason)
             logger.debug("import traceback of %s", origin.describe(), exc_info=True)
             return
 
         try:
             self._register(plugin, origin)
         except PluginError as exc:
-            logger.warning("skipped %s", exc)
+            logger.warning("plugin skipped: %s", exc)
 
     # -- registration ---------------------------------------------------------------
 
@@ -438,7 +438,7 @@ class Registry:
                 self._records.append(_declaration_record(declaration, origin, status, reason))
         else:
             self._add_plugin_record(origin, status, reason)
-        message = f"{origin.describe()} {status}: {reason}"
+        message = f"{origin.describe()} was {status}: {reason}"
         raise PluginError(message, plugin=origin.plugin_name) from cause
 
     def _roll_back(self, plugin: object, plugin_name: str) -> str:

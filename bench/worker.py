@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TextIO
 
 from contract import BenchClient, SystemUnavailable
@@ -36,6 +37,9 @@ from systems import SYSTEMS
 MAX_CALLS_PER_WINDOW = 10_000_000
 
 EXIT_LIFETIME = 3
+
+# Names of the worker's own threads start with this, so profiles leave them out.
+OWN_THREAD_PREFIX = "bench-worker-"
 
 
 def take_protocol_stdout() -> TextIO:
@@ -57,17 +61,19 @@ def start_lifetime_watchdog(seconds: float, role: str) -> None:
         sys.stderr.flush()
         os._exit(EXIT_LIFETIME)
 
-    threading.Thread(target=expire, name="lifetime-watchdog", daemon=True).start()
+    threading.Thread(target=expire, name=f"{OWN_THREAD_PREFIX}lifetime", daemon=True).start()
 
 
 # --- server --------------------------------------------------------------------------
 
 
 class ThreadProfiles:
-    """Profiles every thread started after :meth:`install`, and the calling thread.
+    """Profiles the calling thread and every thread started after :meth:`install`.
 
-    cProfile only sees the thread that enabled it, and servers answer calls in worker
-    threads, so each thread's ``run`` is wrapped in a profiler of its own.
+    cProfile only sees the thread that enabled it, and servers answer calls in other
+    threads, often of a ``Thread`` subclass with its own ``run``. So a profile hook set
+    with ``threading.setprofile`` runs once at the start of each new thread and enables
+    a profiler for that thread. The worker's own threads are left out.
     """
 
     def __init__(self) -> None:
@@ -76,25 +82,21 @@ class ThreadProfiles:
         self._main = cProfile.Profile()
 
     def install(self) -> None:
-        original_run = threading.Thread.run
-        profilers = self
-
-        def profiled_run(thread: threading.Thread) -> None:
-            profiler = cProfile.Profile()
-            with profilers._lock:
-                profilers._profilers.append(profiler)
-            profiler.enable()
-            try:
-                original_run(thread)
-            finally:
-                profiler.disable()
-
-        threading.Thread.run = profiled_run  # type: ignore[method-assign]
+        threading.setprofile(self._start_thread_profile)
         self._main.enable()
 
+    def _start_thread_profile(self, frame: FrameType, event: str, arg: object) -> None:
+        sys.setprofile(None)
+        if threading.current_thread().name.startswith(OWN_THREAD_PREFIX):
+            return
+        profiler = cProfile.Profile()
+        with self._lock:
+            self._profilers.append(profiler)
+        profiler.enable()
+
     def dump(self, path: str) -> None:
-        # NOTE: a thread still running at this point (a pooled worker, say) has its
-        # profile read while it may still record; its counts are a snapshot.
+        # NOTE: a thread still running here (an idle pooled worker, say) has its profile
+        # read while it may still record, so its counts are a snapshot.
         self._main.disable()
         stats = pstats.Stats(self._main)
         with self._lock:
@@ -121,7 +123,9 @@ def run_server(system_name: str, lifetime: float, profile_path: str | None) -> i
         sys.stdin.read()
         handle.close()
 
-    threading.Thread(target=close_on_stdin_eof, name="stdin-watch", daemon=True).start()
+    threading.Thread(
+        target=close_on_stdin_eof, name=f"{OWN_THREAD_PREFIX}stdin-watch", daemon=True
+    ).start()
     handle.serve_forever()
 
     if profiles is not None and profile_path is not None:

@@ -153,7 +153,7 @@ class ChildProcess:
 
 
 class ChildRegister:
-    """All workers started by one run, so that each is ended exactly once."""
+    """The workers of one run that are not stopped yet, so that stop_all() ends them."""
 
     def __init__(self) -> None:
         self._children: list[ChildProcess] = []

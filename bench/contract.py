@@ -1,4 +1,4 @@
-"""What every benchmarked system provides: a server handle and a client.
+"""The contract of a benchmarked system: a server handle and a client.
 
 A server runs in its own process: the worker calls ``start_server()``, prints the
 returned address on stdout, then calls ``serve_forever()`` until another thread calls
@@ -43,8 +43,9 @@ class ServerHandle:
 class BenchClient(Protocol):
     """One connection to a system's server, used by one thread."""
 
-    #: What the system's own API returned for ``echo`` when the client had to convert
-    #: it to bytes (Pyro5 with serpent returns a dict); ``None`` if it returned bytes.
+    #: Description of what the system's API returned for ``echo``, set when the client
+    #: had to convert it to bytes (Pyro5 with serpent returns a dict). ``None`` means the
+    #: API returned bytes.
     echo_note: str | None
 
     def ping(self) -> None: ...

@@ -7,9 +7,9 @@ runs in this process, warms up, then makes ``--calls`` calls under cProfile. Bot
 profiles are printed sorted by own time (``tottime``) and can be kept with
 ``--output DIR`` for ``python -m pstats``.
 
-cProfile adds a fixed cost to every Python function call, so the profile shows where
-the time goes relative to other functions, not how long a call takes without it;
-``run.py`` measures that.
+cProfile adds a fixed cost to every Python function call. The profile therefore shows
+how the time divides between functions, not how long a call takes without cProfile,
+which is what ``run.py`` measures.
 """
 
 from __future__ import annotations

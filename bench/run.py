@@ -38,9 +38,9 @@ from systems import select_systems
 # A server has this long to print its address, and a client to connect.
 START_TIMEOUT_SECONDS = 30.0
 
-# Concurrent clients get their start moment this far ahead, so that all of them have
-# read the command before it arrives.
-START_DELAY_SECONDS = {1: 0.02, 8: 0.2}
+# Each window starts this far ahead per client, so that every client has read its
+# command before the moment comes.
+START_DELAY_PER_CLIENT_SECONDS = 0.025
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -185,9 +185,9 @@ class Runner:
         """Run one window on all clients at once; return total calls and calls per second.
 
         The rate is the total of calls divided by the time from the first client's start
-        to the last client's end, so a client that starts late lowers it, never raises it.
+        to the last client's end, so a client that starts late can only lower it.
         """
-        delay = START_DELAY_SECONDS.get(len(clients), 0.2)
+        delay = START_DELAY_PER_CLIENT_SECONDS * len(clients)
         command = {
             **self._command("run", workload),
             "seconds": self._settings.window_seconds,

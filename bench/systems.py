@@ -69,17 +69,17 @@ def select_systems(selection: str) -> list[System]:
 
     Raises ValueError naming the unknown word and the valid ones.
     """
-    wanted: set[str] = set()
+    selected: set[str] = set()
     for word in (part.strip() for part in selection.split(",")):
         if not word:
             continue
         if word in GROUPS:
-            wanted.update(GROUPS[word])
+            selected.update(GROUPS[word])
         elif word in SYSTEMS:
-            wanted.add(word)
+            selected.add(word)
         else:
             valid = ", ".join([*SYSTEMS, *GROUPS])
             raise ValueError(f"unknown system or group {word!r} in --only; valid: {valid}")
-    if not wanted:
+    if not selected:
         raise ValueError(f"--only {selection!r} names no system")
-    return [system for name, system in SYSTEMS.items() if name in wanted]
+    return [system for name, system in SYSTEMS.items() if name in selected]

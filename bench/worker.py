@@ -70,7 +70,7 @@ def start_lifetime_watchdog(seconds: float, role: str) -> None:
 class ThreadProfiles:
     """Profiles the calling thread and every thread started after :meth:`install`.
 
-    cProfile only sees the thread that enabled it, and servers answer calls in other
+    cProfile records only the thread that enabled it, and servers answer calls in other
     threads, often of a ``Thread`` subclass with its own ``run``. So a profile hook set
     with ``threading.setprofile`` runs once at the start of each new thread and enables
     a profiler for that thread. The worker's own threads are left out.

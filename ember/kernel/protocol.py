@@ -1,0 +1,309 @@
+"""ember's wire format, without I/O: bytes in, frames out, and back.
+
+Every message is one frame: a fixed 16-byte header, a body, and a tag whose size the
+session fixes after authentication (0 bytes without an authenticator). All integers are
+big-endian and unsigned::
+
+    offset  size  field
+    0       2     magic, the bytes 0x45 0x4D ("EM")
+    2       1     protocol version, currently 1
+    3       1     message type (MessageType)
+    4       2     flags (Flag); bits not defined for the type must be zero
+    6       2     serializer wire id; 0 means a protocol control body
+    8       4     request id, chosen by the client, echoed by the server
+    12      4     body length in bytes
+    16      n     body
+    16+n    t     tag, computed by the session over header and body
+
+:class:`FrameDecoder` checks each header field, and the body length against its limit,
+before it keeps a single body byte, so a peer cannot make it allocate memory by
+claiming a large frame. Any violation raises :class:`~ember.kernel.errors.ProtocolError`
+with a ``code`` naming the field, and the decoder stays broken afterwards: a connection
+that saw one malformed frame is closed, never resynchronised.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ember.kernel.errors import ProtocolError
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "HEADER",
+    "HEADER_SIZE",
+    "CONTROL_SERIALIZER_ID",
+    "MAX_CONTROL_BODY",
+    "MAX_REQUEST_ID",
+    "MessageType",
+    "Flag",
+    "Frame",
+    "FrameDecoder",
+    "encode_frame",
+    "encode_control",
+    "decode_control",
+]
+
+MAGIC: Final = b"EM"
+VERSION: Final = 1
+HEADER: Final = struct.Struct("!2sBBHHII")
+HEADER_SIZE: Final = HEADER.size
+CONTROL_SERIALIZER_ID: Final = 0
+#: Control bodies (hello, welcome, errors, authentication messages) are small by
+#: nature; this bound applies whatever the configured message size.
+MAX_CONTROL_BODY: Final = 64 * 1024
+MAX_REQUEST_ID: Final = 0xFFFFFFFF
+
+
+class MessageType(enum.IntEnum):
+    """What a frame carries. The comment after each gives sender and body."""
+
+    HELLO = 1  # client: control body, the client's offer (protocol, serializer, authenticator)
+    WELCOME = 2  # server: control body, the accepted settings
+    AUTH = 3  # either: raw bytes of the authenticator's handshake
+    CALL = 4  # client: serialized [object_id, member, args, kwargs]
+    RESULT = 5  # server: serialized return value of the request with the same id
+    EXCEPTION = 6  # server: serialized description of the exception the call raised
+    ERROR = 7  # either: control body {"code", "message"}; request id 0 ends the connection
+    METADATA = 8  # client: serialized object_id; answered by RESULT with the exposed members
+
+
+class Flag(enum.IntFlag):
+    """Header flag bits."""
+
+    NONE = 0
+    ONEWAY = 0x0001  # CALL only: the client expects no reply
+    GET_ATTRIBUTE = 0x0002  # CALL only: read the exposed property named by member
+    SET_ATTRIBUTE = 0x0004  # CALL only: write the exposed property named by member
+
+
+_FLAGS_ALLOWED: Final = {
+    MessageType.CALL: Flag.ONEWAY | Flag.GET_ATTRIBUTE | Flag.SET_ATTRIBUTE,
+}
+_CONTROL_TYPES: Final = frozenset(
+    {MessageType.HELLO, MessageType.WELCOME, MessageType.AUTH, MessageType.ERROR}
+)
+_KNOWN_TYPES: Final = frozenset(int(t) for t in MessageType)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame: header fields, body, and the tag that followed the body."""
+
+    type: MessageType
+    flags: Flag
+    serializer_id: int
+    request_id: int
+    body: bytes
+    tag: bytes = b""
+
+    @property
+    def is_control(self) -> bool:
+        return self.serializer_id == CONTROL_SERIALIZER_ID
+
+    def signed_bytes(self) -> bytes:
+        """Rebuild the header plus body that the tag covers."""
+        header = HEADER.pack(MAGIC, VERSION, self.type, self.flags, self.serializer_id,
+                             self.request_id, len(self.body))
+        return header + self.body
+
+
+def encode_frame(
+    message_type: MessageType,
+    body: bytes,
+    *,
+    serializer_id: int = CONTROL_SERIALIZER_ID,
+    request_id: int = 0,
+    flags: Flag = Flag.NONE,
+    max_body: int = 0xFFFFFFFF,
+) -> bytes:
+    """Return header plus body, ready for a tag to be appended.
+
+    Raises :class:`~ember.kernel.errors.ProtocolError` (code ``"body-too-large"``) if
+    ``body`` is longer than ``max_body``, so an oversized message fails locally instead
+    of being sent and rejected by the peer.
+    """
+    if len(body) > max_body:
+        raise ProtocolError(
+            f"message body of {len(body)} bytes exceeds the limit of {max_body} bytes; "
+            "send less data per call or raise max_message_size on both sides",
+            code="body-too-large",
+        )
+    header = HEADER.pack(MAGIC, VERSION, message_type, flags, serializer_id, request_id,
+                         len(body))
+    return header + body
+
+
+class FrameDecoder:
+    """Incremental frame parser: feed bytes, then take frames until it needs more.
+
+    ``max_body`` bounds non-control bodies; control bodies are bounded by
+    :data:`MAX_CONTROL_BODY`. ``tag_size`` is the number of tag bytes after each body; the
+    connection raises it once the session is established. Feeding ``b""`` marks the end
+    of the stream: a stream that ends inside a frame is a protocol error, and one that
+    ends between frames makes :meth:`next_frame` return :data:`FrameDecoder.EOF`.
+    """
+
+    NEED_DATA: Final = "need-data"
+    EOF: Final = "eof"
+
+    __slots__ = ("_buffer", "_ended", "_failed", "_header", "max_body", "tag_size")
+
+    def __init__(self, max_body: int, tag_size: int = 0) -> None:
+        self.max_body = max_body
+        self.tag_size = tag_size
+        self._buffer = bytearray()
+        self._header: tuple[int, int, int, int, int] | None = None
+        self._ended = False
+        self._failed: ProtocolError | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes received from the peer; ``b""`` means the peer closed the stream."""
+        if self._ended and data:
+            raise ProtocolError("data fed after the end of the stream", code="after-eof")
+        if data:
+            self._buffer += data
+        else:
+            self._ended = True
+
+    @property
+    def bytes_needed(self) -> int:
+        """Bytes still missing for the frame being read (a read-size hint, at least 1)."""
+        if self._header is None:
+            return max(1, HEADER_SIZE - len(self._buffer))
+        body_length = self._header[4]
+        return max(1, HEADER_SIZE + body_length + self.tag_size - len(self._buffer))
+
+    @property
+    def has_partial_frame(self) -> bool:
+        return bool(self._buffer)
+
+    def next_frame(self) -> Frame | str:
+        """Return the next complete frame, :attr:`NEED_DATA` or :attr:`EOF`.
+
+        Raises :class:`~ember.kernel.errors.ProtocolError` for a malformed frame, and
+        again on every later call.
+        """
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return self._next_frame()
+        except ProtocolError as error:
+            self._failed = error
+            self._buffer.clear()
+            raise
+
+    def _next_frame(self) -> Frame | str:
+        if self._header is None:
+            if len(self._buffer) < HEADER_SIZE:
+                return self._incomplete("header")
+            self._header = self._parse_header()
+
+        message_type, flags, serializer_id, request_id, body_length = self._header
+        frame_end = HEADER_SIZE + body_length + self.tag_size
+        if len(self._buffer) < frame_end:
+            return self._incomplete("body")
+
+        body_end = HEADER_SIZE + body_length
+        body = bytes(self._buffer[HEADER_SIZE:body_end])
+        tag = bytes(self._buffer[body_end:frame_end])
+        del self._buffer[:frame_end]
+        self._header = None
+        return Frame(MessageType(message_type), Flag(flags), serializer_id, request_id, body,
+                     tag)
+
+    def _incomplete(self, part: str) -> str:
+        if not self._ended:
+            return self.NEED_DATA
+        if not self._buffer and self._header is None:
+            return self.EOF
+        raise ProtocolError(
+            f"connection closed in the middle of a frame {part} "
+            f"({len(self._buffer)} of {self._expected_size()} bytes received)",
+            code="truncated",
+        )
+
+    def _expected_size(self) -> int:
+        if self._header is None:
+            return HEADER_SIZE
+        return HEADER_SIZE + self._header[4] + self.tag_size
+
+    def _parse_header(self) -> tuple[int, int, int, int, int]:
+        magic, version, message_type, flags, serializer_id, request_id, body_length = (
+            HEADER.unpack_from(self._buffer, 0)
+        )
+        if magic != MAGIC:
+            raise ProtocolError(
+                f"invalid magic bytes {bytes(magic)!r}, expected {MAGIC!r}: the peer does not "
+                "speak the ember protocol",
+                code="bad-magic",
+            )
+        if version != VERSION:
+            raise ProtocolError(
+                f"unsupported protocol version {version}; this side speaks version {VERSION}",
+                code="bad-version",
+            )
+        if message_type not in _KNOWN_TYPES:
+            raise ProtocolError(f"unknown message type {message_type}", code="bad-type")
+
+        kind = MessageType(message_type)
+        # Plain ints here: the complement of an IntFlag covers only its defined bits.
+        unknown_flags = flags & ~int(_FLAGS_ALLOWED.get(kind, Flag.NONE)) & 0xFFFF
+        if unknown_flags:
+            raise ProtocolError(
+                f"flags 0x{unknown_flags:04x} are not defined for {kind.name} frames",
+                code="bad-flags",
+            )
+
+        is_control = kind in _CONTROL_TYPES
+        if is_control and serializer_id != CONTROL_SERIALIZER_ID:
+            raise ProtocolError(
+                f"{kind.name} frame names serializer id {serializer_id}; control frames "
+                f"must use id {CONTROL_SERIALIZER_ID}",
+                code="bad-serializer-id",
+            )
+        if not is_control and serializer_id == CONTROL_SERIALIZER_ID:
+            raise ProtocolError(
+                f"{kind.name} frame names no serializer (id 0)", code="bad-serializer-id"
+            )
+
+        limit = MAX_CONTROL_BODY if is_control else self.max_body
+        if body_length > limit:
+            raise ProtocolError(
+                f"{kind.name} frame declares a body of {body_length} bytes, over the limit "
+                f"of {limit} bytes",
+                code="body-too-large",
+            )
+        return message_type, flags, serializer_id, request_id, body_length
+
+
+def encode_control(fields: dict[str, Any]) -> bytes:
+    """Encode a control body: a JSON object in UTF-8, as documented in docs/protocol.md."""
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def decode_control(body: bytes) -> dict[str, Any]:
+    """Decode a control body from the peer, which must be a JSON object.
+
+    Raises :class:`~ember.kernel.errors.ProtocolError` (code ``"bad-control"``) for
+    anything else. Bodies are already bounded by :data:`MAX_CONTROL_BODY`.
+    """
+    try:
+        fields = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ProtocolError(f"invalid control body: {error}", code="bad-control") from None
+    if not isinstance(fields, dict):
+        raise ProtocolError(
+            f"control body must be a JSON object, got {type(fields).__name__}",
+            code="bad-control",
+        )
+    return fields
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")

@@ -1,0 +1,280 @@
+"""The sans-I/O frame codec and state table, tested without sockets."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ember.kernel.errors import ProtocolError
+from ember.kernel.protocol import (
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_CONTROL_BODY,
+    VERSION,
+    Flag,
+    Frame,
+    FrameDecoder,
+    MessageType,
+    decode_control,
+    encode_control,
+    encode_frame,
+)
+from ember.kernel.state import ConnectionState, Role, State
+
+CALL_FRAME = encode_frame(MessageType.CALL, b"call body", serializer_id=1, request_id=7,
+                          flags=Flag.ONEWAY)
+HELLO_FRAME = encode_frame(MessageType.HELLO, encode_control({"protocol": 1}))
+
+
+def decode_all(data: bytes, *, chunk: int | None = None, max_body: int = 1 << 20,
+               tag_size: int = 0) -> list[Frame | str]:
+    decoder = FrameDecoder(max_body, tag_size)
+    results: list[Frame | str] = []
+    pieces = [data] if chunk is None else [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    for piece in [*pieces, b""]:
+        decoder.feed(piece)
+        while True:
+            result = decoder.next_frame()
+            if result == FrameDecoder.NEED_DATA:
+                break
+            results.append(result)
+            if result == FrameDecoder.EOF:
+                return results
+    return results
+
+
+def header(*, magic: bytes = MAGIC, version: int = VERSION, message_type: int = 4,
+           flags: int = 0, serializer_id: int = 1, request_id: int = 1,
+           length: int = 0) -> bytes:
+    return HEADER.pack(magic, version, message_type, flags, serializer_id, request_id, length)
+
+
+def test_frame_whole_roundtrip() -> None:
+    frames = decode_all(CALL_FRAME + HELLO_FRAME)
+
+    assert len(frames) == 3
+    call, hello, end = frames
+    assert isinstance(call, Frame)
+    assert call.type is MessageType.CALL
+    assert call.flags == Flag.ONEWAY
+    assert call.serializer_id == 1
+    assert call.request_id == 7
+    assert call.body == b"call body"
+    assert isinstance(hello, Frame)
+    assert decode_control(hello.body) == {"protocol": 1}
+    assert end == FrameDecoder.EOF
+
+
+def test_frame_byte_by_byte() -> None:
+    frames = decode_all(CALL_FRAME + HELLO_FRAME, chunk=1)
+
+    assert [f.type for f in frames if isinstance(f, Frame)] == [MessageType.CALL,
+                                                                 MessageType.HELLO]
+    assert frames[-1] == FrameDecoder.EOF
+
+
+def test_frame_split_at_every_boundary() -> None:
+    data = CALL_FRAME + HELLO_FRAME
+    for split in range(1, len(data)):
+        decoder = FrameDecoder(1 << 20)
+        decoder.feed(data[:split])
+        first = []
+        while (result := decoder.next_frame()) != FrameDecoder.NEED_DATA:
+            first.append(result)
+        decoder.feed(data[split:])
+        rest = []
+        while (result := decoder.next_frame()) != FrameDecoder.NEED_DATA:
+            rest.append(result)
+        assert [f.type for f in first + rest] == [MessageType.CALL, MessageType.HELLO], split
+
+
+def test_trailing_partial_frame_is_truncation() -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.feed(CALL_FRAME + HELLO_FRAME[:5])
+    assert isinstance(decoder.next_frame(), Frame)
+    assert decoder.next_frame() == FrameDecoder.NEED_DATA
+    decoder.feed(b"")
+
+    with pytest.raises(ProtocolError, match="closed in the middle of a frame header") as info:
+        decoder.next_frame()
+    assert info.value.code == "truncated"
+
+
+def test_trailing_data_after_frame_waits() -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.feed(CALL_FRAME + b"EM\x01")
+
+    assert isinstance(decoder.next_frame(), Frame)
+    assert decoder.next_frame() == FrameDecoder.NEED_DATA
+    assert decoder.has_partial_frame
+
+
+def test_truncated_body_rejected() -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.feed(header(length=1000) + b"x" * 10)
+    decoder.feed(b"")
+
+    with pytest.raises(ProtocolError, match=r"frame body .*26 of 1016 bytes") as info:
+        decoder.next_frame()
+    assert info.value.code == "truncated"
+
+
+@pytest.mark.parametrize(
+    ("bad_header", "code", "message"),
+    [
+        (header(magic=b"GE"), "bad-magic", "invalid magic bytes b'GE'"),
+        (header(version=2), "bad-version", "unsupported protocol version 2"),
+        (header(version=0), "bad-version", "unsupported protocol version 0"),
+        (header(message_type=0), "bad-type", "unknown message type 0"),
+        (header(message_type=99), "bad-type", "unknown message type 99"),
+        (header(flags=0x8000), "bad-flags", "flags 0x8000 are not defined for CALL"),
+        (header(message_type=5, flags=Flag.ONEWAY), "bad-flags",
+         "flags 0x0001 are not defined for RESULT"),
+        (header(message_type=1, serializer_id=1), "bad-serializer-id",
+         "HELLO frame names serializer id 1"),
+        (header(message_type=4, serializer_id=0), "bad-serializer-id",
+         "CALL frame names no serializer"),
+        (header(length=(1 << 20) + 1), "body-too-large",
+         "declares a body of 1048577 bytes, over the limit of 1048576"),
+        (header(length=0xFFFFFFFF), "body-too-large", "declares a body of 4294967295 bytes"),
+        (header(message_type=1, serializer_id=0, length=MAX_CONTROL_BODY + 1),
+         "body-too-large", "HELLO frame declares a body of 65537 bytes"),
+    ],
+)
+def test_malformed_header_rejected(bad_header: bytes, code: str, message: str) -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.feed(bad_header)
+
+    with pytest.raises(ProtocolError, match=message) as info:
+        decoder.next_frame()
+    assert info.value.code == code
+
+
+def test_oversized_claim_keeps_no_body() -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.feed(header(length=0xFFFFFFFF) + b"abc")
+
+    with pytest.raises(ProtocolError):
+        decoder.next_frame()
+    assert not decoder.has_partial_frame
+
+
+def test_decoder_stays_failed() -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.feed(header(magic=b"XX"))
+    with pytest.raises(ProtocolError):
+        decoder.next_frame()
+    decoder.feed(CALL_FRAME)
+
+    with pytest.raises(ProtocolError, match="invalid magic"):
+        decoder.next_frame()
+
+
+def test_tag_bytes_follow_body() -> None:
+    frame = CALL_FRAME + b"T" * 32
+    frames = decode_all(frame, chunk=3, tag_size=32)
+
+    first = frames[0]
+    assert isinstance(first, Frame)
+    assert first.body == b"call body"
+    assert first.tag == b"T" * 32
+    assert first.signed_bytes() == CALL_FRAME
+
+
+def test_encode_rejects_oversized_body() -> None:
+    with pytest.raises(ProtocolError, match="11 bytes exceeds the limit of 10 bytes"):
+        encode_frame(MessageType.CALL, b"x" * 11, serializer_id=1, max_body=10)
+
+
+def test_feed_after_eof_rejected() -> None:
+    decoder = FrameDecoder(1024)
+    decoder.feed(b"")
+
+    with pytest.raises(ProtocolError, match="after the end of the stream"):
+        decoder.feed(b"x")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff", "invalid control body"),
+        (b"[1, 2]", "must be a JSON object, got list"),
+        (b'{"a": NaN}', "non-standard JSON constant NaN"),
+        (b"{", "invalid control body"),
+    ],
+)
+def test_control_body_rejected(body: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        decode_control(body)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(data: bytes) -> None:
+    decoder = FrameDecoder(1024)
+    decoder.feed(data)
+    decoder.feed(b"")
+    try:
+        while decoder.next_frame() != FrameDecoder.EOF:
+            pass
+    except ProtocolError:
+        pass
+
+
+@given(st.binary(max_size=2000), st.integers(0, 0xFFFFFFFF), st.integers(1, 50))
+def test_any_body_roundtrips_in_chunks(body: bytes, request_id: int, chunk: int) -> None:
+    data = encode_frame(MessageType.RESULT, body, serializer_id=1, request_id=request_id)
+    frames = decode_all(data, chunk=chunk)
+
+    frame = frames[0]
+    assert isinstance(frame, Frame)
+    assert frame.body == body
+    assert frame.request_id == request_id
+
+
+def test_header_layout_is_sixteen_bytes() -> None:
+    assert HEADER_SIZE == 16
+    assert CALL_FRAME[:16] == b"EM\x01\x04\x00\x01\x00\x01\x00\x00\x00\x07" + struct.pack(
+        "!I", 9)
+
+
+def test_server_state_accepts_in_order() -> None:
+    state = ConnectionState(Role.SERVER)
+    state.receive(MessageType.HELLO)
+    state.hello_done(authenticating=True)
+    state.receive(MessageType.AUTH)
+    state.authenticated()
+    state.receive(MessageType.CALL)
+    state.receive(MessageType.METADATA)
+
+    assert state.state is State.READY
+
+
+@pytest.mark.parametrize(
+    ("role", "message_type", "message"),
+    [
+        (Role.SERVER, MessageType.CALL, "unexpected CALL frame for the server in state hello"),
+        (Role.SERVER, MessageType.RESULT, "unexpected RESULT frame for the server"),
+        (Role.CLIENT, MessageType.RESULT, "unexpected RESULT frame for the client in state"),
+        (Role.CLIENT, MessageType.HELLO, "unexpected HELLO frame for the client"),
+    ],
+)
+def test_state_rejects_out_of_order(role: Role, message_type: MessageType,
+                                    message: str) -> None:
+    state = ConnectionState(role)
+
+    with pytest.raises(ProtocolError, match=message):
+        state.receive(message_type)
+    assert state.state is State.FAILED
+
+
+def test_server_rejects_call_before_authentication() -> None:
+    state = ConnectionState(Role.SERVER)
+    state.receive(MessageType.HELLO)
+    state.hello_done(authenticating=True)
+
+    with pytest.raises(ProtocolError, match=r"unexpected CALL frame .* authenticating"):
+        state.receive(MessageType.CALL)

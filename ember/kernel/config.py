@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ember.kernel.errors import ConfigError
 
-__all__ = ["Config", "Setting", "SETTINGS", "ENV_PREFIX", "Source"]
+__all__ = ["Config", "Setting", "SETTINGS", "SETTINGS_BY_NAME", "ENV_PREFIX", "Source"]
 
 ENV_PREFIX = "EMBER_"
 
@@ -189,9 +189,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plugins_block", tuple, (),
             "Entry-point names of plugins that must never load. Applied before import "
             "and wins over plugins_allow."),
+    # -- serialization ---------------------------------------------------------------
+    Setting("allow_unsafe_serializers", bool, False,
+            "Lifts the quarantine of serializers that can run code while decoding "
+            "(pickle) for this endpoint. Refused unless the session is authenticated "
+            "or encrypted."),
+    # -- security --------------------------------------------------------------------
 )
 
 _BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+#: Settings by name, for code that validates values from other sources (URI options).
+SETTINGS_BY_NAME: Mapping[str, Setting] = _BY_NAME
 _BY_ENV: dict[str, Setting] = {setting.env_var: setting for setting in SETTINGS}
 
 

@@ -89,6 +89,14 @@ _CONTROL_TYPES: Final = frozenset(
     {MessageType.HELLO, MessageType.WELCOME, MessageType.AUTH, MessageType.ERROR}
 )
 _KNOWN_TYPES: Final = frozenset(int(t) for t in MessageType)
+# Enum construction by value is slow on the per-frame path, so frames use these lookups.
+_TYPES: Final = {int(t): t for t in MessageType}
+_COMMON_FLAGS: Final = {value: Flag(value) for value in range(8)}
+
+
+def _flags(value: int) -> Flag:
+    flag = _COMMON_FLAGS.get(value)
+    return flag if flag is not None else Flag(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +222,7 @@ class FrameDecoder:
         tag = bytes(self._buffer[body_end:frame_end])
         del self._buffer[:frame_end]
         self._header = None
-        return Frame(MessageType(message_type), Flag(flags), serializer_id, request_id, body,
-                     tag)
+        return Frame(_TYPES[message_type], _flags(flags), serializer_id, request_id, body, tag)
 
     def _incomplete(self, part: str) -> str:
         if not self._ended:

@@ -1,0 +1,498 @@
+"""The Daemon: publishes Python objects to remote callers.
+
+Threading model: one thread accepts connections; each connection gets its own thread
+(at most ``max_connections``), which reads a request, executes it and writes the reply.
+Executing calls is further bounded by ``max_workers`` across all connections, and one-way
+calls run on a separate bounded pool so they never block their connection. A connection
+that misbehaves is closed alone; the others keep being served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ember.kernel.config import Config
+from ember.kernel.errors import (
+    ConnectionClosed,
+    EmberError,
+    EmberTimeout,
+    ProtocolError,
+    SecurityError,
+    SerializationError,
+    TransportError,
+    UsageError,
+)
+from ember.kernel.protocol import Flag, Frame, MessageType
+from ember.kernel.registry import Registry, Stack, get_registry
+from ember.kernel.serializer import DecodeLimits, Serializer
+from ember.kernel.state import Role
+from ember.kernel.transport import Listener, Stream
+from ember.remote.connection import FramedConnection
+from ember.remote.context import CallContext, _current
+from ember.remote.exceptions import describe_exception
+from ember.remote.exposure import exposed_members, find_member
+from ember.remote.handshake import server_handshake
+from ember.remote.uri import URI, check_object_id
+
+__all__ = ["Daemon", "InstanceMode"]
+
+log = logging.getLogger("ember.daemon")
+
+InstanceMode = Literal["single", "session", "percall"]
+_INSTANCE_MODES = ("single", "session", "percall")
+
+_ONEWAY = int(Flag.ONEWAY)
+_GET_ATTRIBUTE = int(Flag.GET_ATTRIBUTE)
+_SET_ATTRIBUTE = int(Flag.SET_ATTRIBUTE)
+
+# How long close() lets calls already executing finish before it closes their
+# connections anyway.
+_DEFAULT_SHUTDOWN_GRACE = 5.0
+
+
+@dataclass
+class _Registration:
+    object_id: str
+    target: Any  # an instance, or a class for the session/percall/single modes
+    mode: InstanceMode | None  # None: target is the instance itself
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    single: Any = None
+
+    def instance(self, session_instances: dict[str, Any]) -> Any:
+        if self.mode is None:
+            return self.target
+        if self.mode == "percall":
+            return self.target()
+        if self.mode == "session":
+            instance = session_instances.get(self.object_id)
+            if instance is None:
+                instance = session_instances[self.object_id] = self.target()
+            return instance
+        with self.lock:
+            if self.single is None:
+                self.single = self.target()
+            return self.single
+
+    @property
+    def cls(self) -> type:
+        return self.target if self.mode is not None else type(self.target)
+
+
+class Daemon:
+    """Serves registered objects on one listening address.
+
+    ``host`` and ``port`` default to the configuration (``127.0.0.1`` and a free port).
+    Other keyword arguments override settings of ``config`` (see ``ember config``);
+    ``registry`` selects plugins (default: the process-wide registry). The daemon binds
+    in the constructor, so URIs returned by :meth:`register` carry the real port.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        address: str | None = None,
+        config: Config | None = None,
+        registry: Registry | None = None,
+        **settings: object,
+    ) -> None:
+        if host is not None:
+            settings["host"] = host
+        if port is not None:
+            settings["port"] = port
+        base = config if config is not None else Config.from_environment()
+        self.config = base.replace(**settings)
+        self.registry = registry if registry is not None else get_registry(self.config)
+        self.stack: Stack = self.registry.compose(
+            serializer=self.config.serializer,
+            transport=self.config.transport,
+            authenticator=self.config.authenticator or None,
+            accepted_serializers=self.config.accepted_serializers,
+            allow_unsafe_serializers=self.config.allow_unsafe_serializers,
+        )
+        self._limits = DecodeLimits(max_depth=self.config.max_depth,
+                                    max_size=self.config.max_message_size)
+        # Plugins read their settings (key files, socket modes...) from the config.
+        self._options: Mapping[str, object] = self.config
+
+        transport = self.stack.transport
+        address_text = address if address is not None else _host_port(self.config.host,
+                                                                        self.config.port)
+        bind_address = transport.parse_address(address_text, listening=True)
+        self._listener: Listener = transport.listen(bind_address, self._options)
+        self.address = self._listener.address
+        self.location = transport.format_address(self.address)
+
+        self._objects: dict[str, _Registration] = {}
+        self._objects_lock = threading.Lock()
+        self._handlers: set[_ConnectionHandler] = set()
+        self._handlers_lock = threading.Lock()
+        self._workers = threading.BoundedSemaphore(self.config.max_workers)
+        self._oneway_pool = ThreadPoolExecutor(max_workers=self.config.max_workers,
+                                               thread_name_prefix="ember-oneway")
+        self._closing = threading.Event()
+        self._closed = threading.Event()
+        self._serve_thread: threading.Thread | None = None
+        self._serving = threading.Lock()
+        log.info("daemon listening on %s (%s)", self.location, self.stack.describe())
+
+    # -- registration --------------------------------------------------------------
+
+    def register(self, target: object, object_id: str | None = None, *,
+                 instance_mode: InstanceMode = "session") -> str:
+        """Publish ``target`` and return its URI.
+
+        ``target`` is an instance, or a class that the daemon instantiates without
+        arguments: once per connection (``instance_mode="session"``, the default),
+        once for all (``"single"``) or for every call (``"percall"``). Without
+        ``object_id`` a random one is generated.
+        """
+        if object_id is None:
+            object_id = f"obj_{uuid.uuid4().hex}"
+        check_object_id(object_id)
+        if instance_mode not in _INSTANCE_MODES:
+            raise UsageError(f"invalid instance_mode {instance_mode!r}; use one of "
+                             f"{', '.join(_INSTANCE_MODES)}")
+        is_class = isinstance(target, type)
+        registration = _Registration(object_id, target, instance_mode if is_class else None)
+        if not (exposed_members(registration.cls).methods
+                or exposed_members(registration.cls).properties):
+            raise UsageError(
+                f"{registration.cls.__qualname__} has no exposed members; mark the class or "
+                "its methods with @ember.expose"
+            )
+        with self._objects_lock:
+            if object_id in self._objects:
+                raise UsageError(f"object id {object_id!r} is already registered; unregister "
+                                 "it first or choose another id")
+            self._objects[object_id] = registration
+        return self.uri_for(object_id)
+
+    def unregister(self, object_id: str) -> None:
+        with self._objects_lock:
+            if self._objects.pop(object_id, None) is None:
+                raise UsageError(f"no object with id {object_id!r} is registered")
+
+    def uri_for(self, object_id: str) -> str:
+        return str(URI("ember+" + self.stack.transport.name, self.location,
+                       check_object_id(object_id)))
+
+    def _lookup(self, object_id: str) -> _Registration | None:
+        return self._objects.get(object_id)
+
+    # -- serving ---------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Accept and serve connections until :meth:`close` is called."""
+        if not self._serving.acquire(blocking=False):
+            raise UsageError("this daemon is already serving")
+        try:
+            while not self._closing.is_set():
+                try:
+                    stream = self._listener.accept(timeout=0.5)
+                except ConnectionClosed:
+                    break
+                except TransportError as error:
+                    log.warning("accepting a connection failed: %s", error)
+                    continue
+                if stream is not None:
+                    self._start_handler(stream)
+        finally:
+            self._serving.release()
+
+    def start(self) -> Daemon:
+        """Serve in a background thread; return the daemon for chaining."""
+        if self._serve_thread is not None:
+            raise UsageError("this daemon was already started")
+        self._serve_thread = threading.Thread(target=self.serve_forever,
+                                              name=f"ember-daemon {self.location}",
+                                              daemon=True)
+        self._serve_thread.start()
+        return self
+
+    def _start_handler(self, stream: Stream) -> None:
+        with self._handlers_lock:
+            full = len(self._handlers) >= self.config.max_connections
+            handler = None if full else _ConnectionHandler(self, stream)
+            if handler is not None:
+                self._handlers.add(handler)
+        if handler is None:
+            self._refuse_busy(stream)
+            return
+        handler.thread.start()
+
+    def _refuse_busy(self, stream: Stream) -> None:
+        connection = FramedConnection(stream, Role.SERVER, self.config.max_message_size)
+        message = (f"the daemon at {self.location} is serving its limit of "
+                   f"{self.config.max_connections} connections; retry later or raise "
+                   "max_connections")
+        log.warning("refused a connection from %s: limit of %d connections reached",
+                    connection.peer_address, self.config.max_connections)
+        try:
+            stream.set_timeout(1.0)
+            connection.send_error("busy", message)
+        except EmberError:
+            pass  # the refused client is gone; nothing else to tell it
+        finally:
+            connection.close()
+
+    def _handler_done(self, handler: _ConnectionHandler) -> None:
+        with self._handlers_lock:
+            self._handlers.discard(handler)
+
+    @property
+    def connection_count(self) -> int:
+        with self._handlers_lock:
+            return len(self._handlers)
+
+    # -- shutdown --------------------------------------------------------------------
+
+    def close(self, grace: float = _DEFAULT_SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let executing calls finish for up to ``grace`` seconds, then
+        close every connection. Idempotent."""
+        if self._closing.is_set():
+            self._closed.wait(grace + 1.0)
+            return
+        self._closing.set()
+        self._listener.close()
+
+        with self._handlers_lock:
+            handlers = list(self._handlers)
+        for handler in handlers:
+            handler.stop()
+        for handler in handlers:
+            handler.thread.join(grace)
+        for handler in handlers:
+            handler.connection.close()
+            handler.thread.join(1.0)
+
+        self._oneway_pool.shutdown(wait=False, cancel_futures=True)
+        if self._serve_thread is not None and self._serve_thread is not threading.current_thread():
+            self._serve_thread.join(grace)
+        self._closed.set()
+        log.info("daemon on %s closed", self.location)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self.location} {self.stack.describe()}>"
+
+
+class _ConnectionHandler:
+    """Serves one connection in its own thread."""
+
+    def __init__(self, daemon: Daemon, stream: Stream) -> None:
+        self.daemon = daemon
+        self.connection = FramedConnection(stream, Role.SERVER,
+                                           daemon.config.max_message_size)
+        self.identity: str | None = None
+        self.session_instances: dict[str, Any] = {}
+        self._state_lock = threading.Lock()
+        self._busy = False
+        self._stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True,
+                                       name=f"ember-connection-{self.connection.id}")
+
+    def stop(self) -> None:
+        """Close now if idle; otherwise close after the call being executed."""
+        with self._state_lock:
+            self._stopping = True
+            busy = self._busy
+        if not busy:
+            self.connection.close()
+
+    def run(self) -> None:
+        connection = self.connection
+        daemon = self.daemon
+        peer = connection.peer_address
+        log.debug("connection %d from %s opened", connection.id, peer)
+        try:
+            self.identity = server_handshake(connection, daemon.stack,
+                                             daemon.config.handshake_timeout, daemon._options)
+            self._serve_requests()
+        except ConnectionClosed:
+            log.debug("connection %d from %s closed", connection.id, peer)
+        except EmberTimeout as error:
+            log.info("closing connection %d from %s: %s", connection.id, peer, error)
+        except ProtocolError as error:
+            log.warning("closing connection %d from %s: protocol violation: %s",
+                        connection.id, peer, error)
+            self._tell_peer(error.code, str(error))
+        except SecurityError as error:
+            log.warning("closing connection %d from %s: security check failed: %s",
+                        connection.id, peer, error)
+        except TransportError as error:
+            log.info("connection %d from %s failed: %s", connection.id, peer, error)
+        except Exception:
+            log.exception("unexpected error on connection %d from %s; closing it",
+                          connection.id, peer)
+        finally:
+            connection.close()
+            daemon._handler_done(self)
+
+    def _tell_peer(self, code: str, message: str) -> None:
+        with contextlib.suppress(EmberError):
+            self.connection.stream.set_timeout(1.0)
+            self.connection.send_error(code, message)
+
+    def _serve_requests(self) -> None:
+        connection = self.connection
+        idle_timeout = self.daemon.config.idle_timeout
+        while not self._stopping:
+            frame = connection.receive(idle_timeout, operation="waiting for a request")
+            if frame.type is MessageType.ERROR:
+                raise ConnectionClosed("the client reported an error and closed")
+
+            if not self._begin_request():
+                self._tell_peer("shutting-down", "the daemon is shutting down")
+                return
+            try:
+                self._handle(frame)
+            finally:
+                with self._state_lock:
+                    self._busy = False
+
+    def _begin_request(self) -> bool:
+        """Mark the connection busy, unless the daemon has started to stop it."""
+        with self._state_lock:
+            if self._stopping:
+                return False
+            self._busy = True
+            return True
+
+    def _handle(self, frame: Frame) -> None:
+        daemon = self.daemon
+        serializer = daemon.stack.accepted.get(frame.serializer_id)
+        flags = int(frame.flags)  # int operations: IntFlag arithmetic is slow per call
+        is_oneway = bool(flags & _ONEWAY)
+        if serializer is None:
+            # The choke point: a serializer this daemon does not accept is never used
+            # to decode, whatever the frame claims.
+            accepted = ", ".join(sorted(s.name for s in daemon.stack.accepted.values()))
+            message = (f"serializer id {frame.serializer_id} is not accepted by this daemon; "
+                       f"accepted: {accepted}. The request body was not decoded.")
+            log.warning("connection %d from %s: rejected a request: %s", self.connection.id,
+                        self.connection.peer_address, message)
+            if not is_oneway:
+                self.connection.send_error("serializer-rejected", message, frame.request_id)
+            return
+
+        payload = serializer.loads(frame.body, daemon._limits)
+        if frame.type is MessageType.METADATA:
+            self._reply_metadata(frame, serializer, payload)
+            return
+
+        object_id, member, args, kwargs = _parse_call(payload)
+        kind = ("get" if flags & _GET_ATTRIBUTE
+                else "set" if flags & _SET_ATTRIBUTE else "call")
+        try:
+            target = self._resolve(object_id, member, kind)
+        except (LookupError, AttributeError) as error:
+            if not is_oneway:
+                self._reply_exception(frame, serializer, error)
+            return
+
+        context = CallContext(object_id, self.connection.peer_address, self.identity,
+                              self.connection.id)
+        if is_oneway:
+            daemon._oneway_pool.submit(self._run_oneway, target, args, kwargs, context,
+                                       f"{object_id}.{member}")
+            return
+
+        with daemon._workers:
+            token = _current.set(context)
+            try:
+                result = target(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - every error goes back to the caller
+                self._reply_exception(frame, serializer, error)
+                return
+            finally:
+                _current.reset(token)
+        self._reply_result(frame, serializer, result, f"{object_id}.{member}")
+
+    def _resolve(self, object_id: str, member: str, kind: str) -> Callable[..., Any]:
+        registration = self.daemon._lookup(object_id)
+        if registration is None:
+            raise LookupError(f"no object with id {object_id!r} is registered on this daemon")
+        instance = registration.instance(self.session_instances)
+        return find_member(instance, object_id, member, kind)
+
+    def _run_oneway(self, target: Callable[..., Any], args: list[Any],
+                    kwargs: dict[str, Any], context: CallContext, name: str) -> None:
+        with self.daemon._workers:
+            token = _current.set(context)
+            try:
+                target(*args, **kwargs)
+            except Exception:
+                log.exception("one-way call %s from %s raised", name, context.peer_address)
+            finally:
+                _current.reset(token)
+
+    def _reply_result(self, frame: Frame, serializer: Serializer, result: object,
+                      name: str) -> None:
+        try:
+            body = serializer.dumps(result)
+            self.connection.send(MessageType.RESULT, body, serializer_id=serializer.wire_id,
+                                 request_id=frame.request_id)
+        except SerializationError as error:
+            self._reply_exception(frame, serializer, TypeError(
+                f"the result of {name} cannot be sent with serializer {serializer.name!r}: "
+                f"{error}"))
+        except ProtocolError as error:
+            if error.code != "body-too-large":
+                raise
+            self._reply_exception(frame, serializer, ValueError(
+                f"the result of {name} is too large to send: {error}"))
+
+    def _reply_exception(self, frame: Frame, serializer: Serializer,
+                         error: BaseException) -> None:
+        description = describe_exception(
+            error, include_traceback=self.daemon.config.send_tracebacks)
+        try:
+            body = serializer.dumps(description)
+        except SerializationError:
+            description["args"] = [description["message"]]
+            body = serializer.dumps(description)
+        self.connection.send(MessageType.EXCEPTION, body, serializer_id=serializer.wire_id,
+                             request_id=frame.request_id)
+
+    def _reply_metadata(self, frame: Frame, serializer: Serializer, payload: object) -> None:
+        registration = self.daemon._lookup(payload) if isinstance(payload, str) else None
+        if registration is None:
+            self._reply_exception(frame, serializer, LookupError(
+                f"no object with id {payload!r} is registered on this daemon"))
+            return
+        metadata = exposed_members(registration.cls).as_metadata()
+        self.connection.send(MessageType.RESULT, serializer.dumps(metadata),
+                             serializer_id=serializer.wire_id, request_id=frame.request_id)
+
+
+def _parse_call(payload: object) -> tuple[str, str, list[Any], dict[str, Any]]:
+    """Check the shape of a CALL body: [object_id, member, args, kwargs]."""
+    if not isinstance(payload, (list, tuple)) or len(payload) != 4:
+        raise ProtocolError("a CALL body must be a list of [object_id, member, args, kwargs]",
+                            code="bad-call")
+    object_id, member, args, kwargs = payload
+    if not isinstance(object_id, str) or not isinstance(member, str):
+        raise ProtocolError("CALL object id and member must be strings", code="bad-call")
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise ProtocolError("CALL args must be a list and kwargs a map", code="bad-call")
+    if not all(isinstance(key, str) and key.isidentifier() for key in kwargs):
+        raise ProtocolError("CALL keyword argument names must be identifiers", code="bad-call")
+    return object_id, member, list(args), kwargs
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,167 @@
+"""What a remote caller may reach: ``@expose``, ``@oneway`` and the one name check.
+
+Deny by default: only members marked with :func:`expose` (directly, or through an exposed
+class) are reachable. :func:`find_member` is the single choke point that every member
+name arriving from the wire passes through. It rejects, before touching the object,
+any name that is not a plain identifier, that starts with an underscore (private and
+dunder names), that contains a dot (attribute traversal), or that is not exposed. All
+of these are reported with the same message as an unknown name, so a caller cannot probe
+what exists.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ember.kernel.errors import UsageError
+
+__all__ = ["expose", "oneway", "is_exposed", "ExposedMembers", "exposed_members",
+           "find_member"]
+
+_EXPOSED = "_ember_exposed"
+_ONEWAY = "_ember_oneway"
+
+T = TypeVar("T")
+
+
+def expose(target: T) -> T:
+    """Mark a class, method or property as reachable by remote callers.
+
+    On a class, every public method and property it defines or inherits is exposed.
+    On a method or property, only that member is. Names starting with ``_`` are never
+    exposed, whatever the marking.
+    """
+    if isinstance(target, property):
+        if target.fget is None:
+            raise UsageError("@expose on a property needs a getter")
+        setattr(target.fget, _EXPOSED, True)
+        return target
+    if isinstance(target, (staticmethod, classmethod)):
+        setattr(target.__func__, _EXPOSED, True)
+        return target
+    if inspect.isclass(target) or callable(target):
+        name = getattr(target, "__name__", "")
+        if name.startswith("_") and not inspect.isclass(target):
+            raise UsageError(
+                f"cannot expose {name!r}: names starting with '_' are never reachable "
+                "remotely; rename it"
+            )
+        setattr(target, _EXPOSED, True)
+        return target
+    raise UsageError(
+        f"@expose applies to classes, methods and properties, not {type(target).__name__}"
+    )
+
+
+def oneway(method: T) -> T:
+    """Mark a method as one-way (and exposed): callers do not wait for it to finish,
+    and its return value and exceptions are discarded (the daemon logs exceptions)."""
+    function = method.__func__ if isinstance(method, (staticmethod, classmethod)) else method
+    if not callable(function) or inspect.isclass(function):
+        raise UsageError(f"@oneway applies to methods, not {type(method).__name__}")
+    setattr(function, _ONEWAY, True)
+    expose(function)
+    return method
+
+
+def is_exposed(target: object) -> bool:
+    return bool(getattr(target, _EXPOSED, False))
+
+
+@dataclass(frozen=True, slots=True)
+class ExposedMembers:
+    """The members of one class that remote callers may reach."""
+
+    methods: frozenset[str]
+    oneway: frozenset[str]
+    properties: frozenset[str]
+    writable_properties: frozenset[str]
+
+    def as_metadata(self) -> dict[str, list[str]]:
+        return {
+            "methods": sorted(self.methods),
+            "oneway": sorted(self.oneway),
+            "properties": sorted(self.properties),
+            "writable_properties": sorted(self.writable_properties),
+        }
+
+
+_cache: dict[type, ExposedMembers] = {}
+_cache_lock = threading.Lock()
+
+
+def exposed_members(cls: type) -> ExposedMembers:
+    """Return (and cache) the exposed members of ``cls``."""
+    cached = _cache.get(cls)
+    if cached is not None:
+        return cached
+
+    class_exposed = is_exposed(cls)
+    methods: set[str] = set()
+    oneway_methods: set[str] = set()
+    properties: set[str] = set()
+    writable: set[str] = set()
+
+    for name, member in inspect.getmembers_static(cls):
+        if name.startswith("_"):
+            continue
+        if isinstance(member, property):
+            if member.fget is not None and (class_exposed or is_exposed(member.fget)):
+                properties.add(name)
+                if member.fset is not None:
+                    writable.add(name)
+            continue
+        function = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+        if not inspect.isfunction(function) and not inspect.ismethoddescriptor(function):
+            continue
+        if class_exposed or is_exposed(function):
+            methods.add(name)
+            if getattr(function, _ONEWAY, False):
+                oneway_methods.add(name)
+
+    members = ExposedMembers(frozenset(methods), frozenset(oneway_methods),
+                             frozenset(properties), frozenset(writable))
+    with _cache_lock:
+        _cache[cls] = members
+    return members
+
+
+def find_member(obj: object, object_id: str, name: object, kind: str) -> Callable[..., Any]:
+    """Return a callable that performs the request, after checking ``name``.
+
+    ``kind`` is ``"call"``, ``"get"`` or ``"set"``. The returned callable takes the call
+    arguments; for ``"get"`` it takes none, for ``"set"`` the new value. Raises a plain
+    :class:`AttributeError` with one uniform message for anything not reachable, so the
+    caller receives it as the builtin type.
+    """
+    members = exposed_members(type(obj))
+    if not isinstance(name, str) or not _is_public_identifier(name):
+        raise _unknown(object_id, name)
+
+    if kind == "call":
+        if name not in members.methods:
+            raise _unknown(object_id, name)
+        method: Callable[..., Any] = getattr(obj, name)
+        return method
+    if kind == "get":
+        if name not in members.properties:
+            raise _unknown(object_id, name)
+        return lambda: getattr(obj, name)
+    if kind == "set":
+        if name not in members.writable_properties:
+            raise _unknown(object_id, name)
+        return lambda value: setattr(obj, name, value)
+    raise ValueError(f"unknown member kind {kind!r}")
+
+
+def _is_public_identifier(name: str) -> bool:
+    return name.isidentifier() and not name.startswith("_") and len(name) <= 200
+
+
+def _unknown(object_id: str, name: object) -> AttributeError:
+    shown = repr(name) if isinstance(name, str) and len(name) <= 200 else "<invalid name>"
+    return AttributeError(f"object {object_id!r} has no exposed member {shown}")

@@ -61,7 +61,7 @@ MAX_REQUEST_ID: Final = 0xFFFFFFFF
 
 
 class MessageType(enum.IntEnum):
-    """What a frame carries. The comment after each gives sender and body."""
+    """Frame kinds. The comment after each names the sender and the body."""
 
     HELLO = 1  # client: control body, the client's offer (protocol, serializer, authenticator)
     WELCOME = 2  # server: control body, the accepted settings
@@ -70,7 +70,7 @@ class MessageType(enum.IntEnum):
     RESULT = 5  # server: serialized return value of the request with the same id
     EXCEPTION = 6  # server: serialized description of the exception the call raised
     ERROR = 7  # either: control body {"code", "message"}; request id 0 ends the connection
-    METADATA = 8  # client: serialized object_id; answered by RESULT with the exposed members
+    METADATA = 8  # client: serialized object_id; the reply is a RESULT listing exposed members
 
 
 class Flag(enum.IntFlag):

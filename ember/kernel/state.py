@@ -6,7 +6,7 @@ protocol violation, and the side that detects it moves to ``FAILED`` and stays t
 
 Invariants:
 
-- A client sends HELLO first; the server answers WELCOME (or ERROR and closes).
+- A client sends HELLO first; the server replies with WELCOME (or ERROR and closes).
 - With an authenticator, both sides exchange AUTH frames until the authenticator's
   handshake returns; without one they go straight to READY.
 - Calls (CALL, METADATA) and their replies (RESULT, EXCEPTION) flow only in READY.

@@ -2,7 +2,7 @@
 
 The client sends HELLO naming the protocol version, its serializer and its
 authenticator; the server checks the offer against its own stack before anything else
-happens and answers WELCOME, or ERROR followed by a close. Both sides then run the
+happens and replies with WELCOME, or with ERROR followed by a close. Both sides then run the
 authenticator's handshake, if any, and protect every later frame with its session.
 Any mismatch fails fast on both sides with a message that names both settings.
 """

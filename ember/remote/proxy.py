@@ -189,7 +189,7 @@ class Proxy:
 
             if reply.request_id != request_id:
                 raise ProtocolError(
-                    f"the daemon answered request {reply.request_id} while request "
+                    f"the daemon sent a reply to request {reply.request_id} while request "
                     f"{request_id} was waiting", code="mismatched-reply")
             if reply.type is MessageType.ERROR:
                 raise_for_error(decode_control(reply.body))

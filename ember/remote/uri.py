@@ -8,7 +8,7 @@ A direct URI has the form::
   ``ember+tcp://[::1]:5555/kvstore``. Transports define their own ``ADDRESS`` syntax
   (a Unix transport percent-encodes its socket path so that ``/`` cannot appear).
 - ``OBJECT_ID`` is 1 to 128 characters from ``A-Z a-z 0-9 . _ ~ -``.
-- The query holds per-connection options such as ``serializer=cbor``; a name may
+- The query contains per-connection options such as ``serializer=cbor``; a name may
   appear once.
 
 Other schemes (for example ``ember+name://kvstore``) are handed to the resolver that

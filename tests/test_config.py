@@ -134,7 +134,7 @@ def test_unknown_environment_variable():
     message = str(raised.value)
     assert message.startswith(
         "unknown environment variable EMBER_PROT: ember reads only these EMBER_* variables: "
-        "EMBER_ACCEPTED_SERIALIZERS, EMBER_AUTHENTICATOR, "
+        "EMBER_ACCEPTED_SERIALIZERS, "
     )
     assert message.endswith(". Unset it or fix its name.")
     assert "EMBER_PORT, " in message

@@ -160,10 +160,13 @@ def _read_line(child: subprocess.Popen[str], timeout: float) -> str:
                               daemon=True)
     reader.start()
     reader.join(timeout)
-    if not result or not result[0].strip():
-        raise EmberError(f"the demo daemon did not start within {timeout:.0f} s "
-                         f"(exit code {child.poll()})")
-    return result[0].strip()
+    if result and result[0].strip():
+        return result[0].strip()
+    code = child.poll()
+    if code is not None:
+        raise EmberError(f"the demo daemon exited with code {code} before printing its URI; "
+                         "its error output is shown above")
+    raise EmberError(f"the demo daemon did not print its URI within {timeout:.0f} s")
 
 
 def _stop_child(child: subprocess.Popen[str]) -> int:

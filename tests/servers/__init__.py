@@ -1,0 +1,1 @@
+"""Server modules that the end-to-end tests run as separate processes."""

@@ -49,6 +49,7 @@ InstanceMode = Literal["single", "session", "percall"]
 _INSTANCE_MODES = ("single", "session", "percall")
 
 _ONEWAY = int(Flag.ONEWAY)
+_ONEWAY_QUEUE_FACTOR = 4
 _GET_ATTRIBUTE = int(Flag.GET_ATTRIBUTE)
 _SET_ATTRIBUTE = int(Flag.SET_ATTRIBUTE)
 
@@ -138,6 +139,10 @@ class Daemon:
         self._workers = threading.BoundedSemaphore(self.config.max_workers)
         self._oneway_pool = ThreadPoolExecutor(max_workers=self.config.max_workers,
                                                thread_name_prefix="ember-oneway")
+        # The executor's queue is unbounded, so this caps one-way calls waiting or
+        # running at once.
+        self._oneway_slots = threading.BoundedSemaphore(
+            self.config.max_workers * _ONEWAY_QUEUE_FACTOR)
         self._closing = threading.Event()
         self._closed = threading.Event()
         self._serve_thread: threading.Thread | None = None
@@ -407,6 +412,9 @@ class _ConnectionHandler:
         context = CallContext(object_id, self.connection.peer_address, self.identity,
                               self.connection.id)
         if is_oneway:
+            # Waiting for a free slot stalls only this connection, which is the
+            # back-pressure a client flooding one-way calls should feel.
+            daemon._oneway_slots.acquire()
             daemon._oneway_pool.submit(self._run_oneway, target, args, kwargs, context,
                                        f"{object_id}.{member}")
             return
@@ -431,14 +439,18 @@ class _ConnectionHandler:
 
     def _run_oneway(self, target: Callable[..., Any], args: list[Any],
                     kwargs: dict[str, Any], context: CallContext, name: str) -> None:
-        with self.daemon._workers:
-            token = _current.set(context)
-            try:
-                target(*args, **kwargs)
-            except Exception:
-                log.exception("one-way call %s from %s raised", name, context.peer_address)
-            finally:
-                _current.reset(token)
+        try:
+            with self.daemon._workers:
+                token = _current.set(context)
+                try:
+                    target(*args, **kwargs)
+                except Exception:
+                    log.exception("one-way call %s from %s raised", name,
+                                  context.peer_address)
+                finally:
+                    _current.reset(token)
+        finally:
+            self.daemon._oneway_slots.release()
 
     def _reply_result(self, frame: Frame, serializer: Serializer, result: object,
                       name: str) -> None:

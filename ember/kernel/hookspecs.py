@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import pluggy
 
 from ember.kernel.authenticator import Authenticator
+from ember.kernel.converters import Converter
 from ember.kernel.resolver import Resolver
 from ember.kernel.serializer import Serializer
 from ember.kernel.transport import Transport
@@ -79,6 +80,23 @@ def ember_resolvers() -> Sequence[Resolver] | None:
     """
 
 
+@hookspec
+def ember_converters() -> Sequence[Converter] | None:
+    """Declare the converters this plugin provides for types of its own.
+
+    Called once when the plugin is registered. Return
+    :class:`~ember.kernel.converters.Converter` instances with unique names and classes;
+    each one lets every serializer carry instances of its class. ``None`` means none.
+    All plugins' results are collected; none takes precedence.
+    """
+
+
 #: Every hook name defined here; a plugin implementing any other ``ember_`` name is
 #: rejected, so a typo in a hook name is reported instead of silently ignored.
-HOOK_NAMES = ("ember_serializers", "ember_transports", "ember_authenticators", "ember_resolvers")
+HOOK_NAMES = (
+    "ember_serializers",
+    "ember_transports",
+    "ember_authenticators",
+    "ember_resolvers",
+    "ember_converters",
+)

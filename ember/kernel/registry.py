@@ -35,6 +35,7 @@ import pluggy
 from ember.kernel import hookspecs
 from ember.kernel.authenticator import Authenticator
 from ember.kernel.config import Config
+from ember.kernel.converters import Converter, converters
 from ember.kernel.errors import PluginError, SecurityError
 from ember.kernel.resolver import Resolver
 from ember.kernel.serializer import MAX_WIRE_ID, PLUGIN_NAME_PATTERN, Serializer
@@ -54,11 +55,11 @@ __all__ = [
 
 logger = logging.getLogger("ember.registry")
 
-Kind = Literal["serializer", "transport", "authenticator", "resolver"]
+Kind = Literal["serializer", "transport", "authenticator", "resolver", "converter"]
 Status = Literal["loaded", "failed", "blocked", "rejected"]
 
 #: Every kind of object a plugin can declare, in display order.
-KINDS: tuple[Kind, ...] = ("serializer", "transport", "authenticator", "resolver")
+KINDS: tuple[Kind, ...] = ("serializer", "transport", "authenticator", "resolver", "converter")
 
 #: Distribution of the plugins shipped with ember; it loads before every other one.
 BUNDLED_DISTRIBUTION = "ember"
@@ -71,6 +72,7 @@ _HOOKS: Mapping[str, tuple[Kind, type]] = MappingProxyType({
     "ember_transports": ("transport", Transport),
     "ember_authenticators": ("authenticator", Authenticator),
     "ember_resolvers": ("resolver", Resolver),
+    "ember_converters": ("converter", Converter),
 })
 
 # Keyword arguments for a direct call of a declaration hook. The specifications in
@@ -413,6 +415,8 @@ class Registry:
                     f"already used by serializer {holder.name!r} of "
                     f"{holder_origin.describe()}; {fix}"
                 )
+            if declaration.kind == "converter":
+                clashes.extend(_converter_clashes(declaration.value, fix))
             for scheme in declaration.schemes:
                 if scheme in self._schemes:
                     holder_resolver, holder_origin = self._schemes[scheme]
@@ -475,10 +479,16 @@ class Registry:
                 self._wire_ids[declaration.wire_id] = (declaration.value, origin)
             for scheme in declaration.schemes:
                 self._schemes[scheme] = (declaration.value, origin)
+            if declaration.kind == "converter":
+                # Serializers read the process-wide table; _find_clashes checked it.
+                converters.add(declaration.value)
             self._records.append(_declaration_record(declaration, origin, "loaded", ""))
 
         if not declarations:
-            reason = "its hooks declare no serializer, transport, authenticator or resolver"
+            reason = (
+                "its hooks declare no serializer, transport, authenticator, resolver or "
+                "converter"
+            )
             self._add_plugin_record(origin, "loaded", reason)
         logger.debug(
             "registered %s: %s",
@@ -760,7 +770,10 @@ def _check_declarations(hook_name: str, result: object, inspection: _Inspection)
         problems_before = len(inspection.problems)
 
         name = _read_attribute(value, "name", where, inspection)
-        if not isinstance(name, str) or not PLUGIN_NAME_PATTERN.fullmatch(name):
+        # A Converter checks its dotted name in its constructor; other kinds use plugin names.
+        if not isinstance(name, str) or not (
+            kind == "converter" or PLUGIN_NAME_PATTERN.fullmatch(name)
+        ):
             inspection.problems.append(
                 f"{where} ({type(value).__qualname__}) has name {_short_repr.repr(name)}; "
                 f"expected {_NAME_RULE}"
@@ -891,6 +904,12 @@ def _check_unique_within(inspection: _Inspection) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _converter_clashes(converter: Converter, fix: str) -> list[str]:
+    """Describe a conflict between ``converter`` and the process-wide converter table."""
+    conflict = converters.find_conflict(converter)
+    return [] if conflict is None else [f"{conflict}; {fix}"]
 
 
 def _check_kind(kind: str) -> Kind:

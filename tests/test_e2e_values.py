@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
 from conftest import DaemonProcess
+
 from ember import Proxy
 
 

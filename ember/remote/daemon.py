@@ -37,7 +37,7 @@ from ember.kernel.transport import Listener, Stream
 from ember.remote.connection import FramedConnection
 from ember.remote.context import CallContext, _current
 from ember.remote.exceptions import describe_exception
-from ember.remote.exposure import exposed_members, find_member
+from ember.remote.exposure import check_member, exposed_members, find_member
 from ember.remote.handshake import server_handshake
 from ember.remote.uri import URI, check_object_id
 
@@ -434,6 +434,7 @@ class _ConnectionHandler:
         registration = self.daemon._lookup(object_id)
         if registration is None:
             raise LookupError(f"no object with id {object_id!r} is registered on this daemon")
+        check_member(registration.cls, object_id, member, kind)
         instance = registration.instance(self.session_instances)
         return find_member(instance, object_id, member, kind)
 

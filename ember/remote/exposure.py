@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from ember.kernel.errors import UsageError
 
 __all__ = ["expose", "oneway", "is_exposed", "ExposedMembers", "exposed_members",
-           "find_member"]
+           "check_member", "find_member"]
 
 _EXPOSED = "_ember_exposed"
 _ONEWAY = "_ember_oneway"
@@ -138,24 +138,39 @@ def find_member(obj: object, object_id: str, name: object, kind: str) -> Callabl
     :class:`AttributeError` with one uniform message for anything not reachable, so the
     caller receives it as the builtin type.
     """
-    members = exposed_members(type(obj))
+    check_member(type(obj), object_id, name, kind)
+    assert isinstance(name, str)
+
+    if kind == "call":
+        method: Callable[..., Any] = getattr(obj, name)
+        return method
+    if kind == "get":
+        return lambda: getattr(obj, name)
+    return lambda value: setattr(obj, name, value)
+
+
+def check_member(cls: type, object_id: str, name: object, kind: str) -> None:
+    """Raise the uniform AttributeError unless ``name`` is reachable as ``kind`` on
+    instances of ``cls``.
+
+    Needs only the class, so the daemon checks a name before it creates a per-session or
+    per-call instance: a rejected request runs no code of the object, not even its
+    constructor.
+    """
+    members = exposed_members(cls)
     if not isinstance(name, str) or not _is_public_identifier(name):
         raise _unknown(object_id, name)
 
     if kind == "call":
-        if name not in members.methods:
-            raise _unknown(object_id, name)
-        method: Callable[..., Any] = getattr(obj, name)
-        return method
-    if kind == "get":
-        if name not in members.properties:
-            raise _unknown(object_id, name)
-        return lambda: getattr(obj, name)
-    if kind == "set":
-        if name not in members.writable_properties:
-            raise _unknown(object_id, name)
-        return lambda value: setattr(obj, name, value)
-    raise ValueError(f"unknown member kind {kind!r}")
+        allowed = members.methods
+    elif kind == "get":
+        allowed = members.properties
+    elif kind == "set":
+        allowed = members.writable_properties
+    else:
+        raise ValueError(f"unknown member kind {kind!r}; expected 'call', 'get' or 'set'")
+    if name not in allowed:
+        raise _unknown(object_id, name)
 
 
 def _is_public_identifier(name: str) -> bool:

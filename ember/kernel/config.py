@@ -156,9 +156,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("transport", str, "tcp", "Transport a daemon listens on and a proxy uses "
             "when a URI does not name one."),
     Setting("serializer", str, "cbor", "Serializer a proxy encodes its calls with."),
-    Setting("accepted_serializers", tuple, ("cbor",),
+    Setting("accepted_serializers", tuple, ("cbor", "serpent"),
             "Serializers a daemon accepts; a frame naming any other is rejected before "
-            "its body is decoded."),
+            "its body is decoded. pickle is accepted only when listed here and its "
+            "quarantine is lifted."),
     Setting("authenticator", str, "", "Authenticator for the session (empty: none)."),
     Setting("max_message_size", int, 64 * _MIB,
             "Largest frame body accepted or sent.", unit="bytes", minimum=1024,
@@ -194,6 +195,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Lifts the quarantine of serializers that can run code while decoding "
             "(pickle) for this endpoint. Refused unless the session is authenticated "
             "or encrypted."),
+    Setting("pickle_allowed_globals", tuple, (),
+            "Extra globals, as 'module.name', that the pickle serializer may load when "
+            "unpickling, beyond ember's value types. Read when the plugin loads."),
     # -- security --------------------------------------------------------------------
 )
 

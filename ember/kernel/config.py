@@ -199,6 +199,49 @@ SETTINGS: tuple[Setting, ...] = (
             "Extra globals, as 'module.name', that the pickle serializer may load when "
             "unpickling, beyond ember's value types. Read when the plugin loads."),
     # -- security --------------------------------------------------------------------
+    Setting("allow_insecure", bool, False,
+            "Lets a daemon bind a non-loopback address without an authenticator. Anyone "
+            "who can reach the address can then call its objects; a warning is logged at "
+            "every start."),
+    Setting("hmac_key_file", str, "",
+            "File holding the shared HMAC key (hexadecimal, owner-only permissions), for "
+            "the hmac authenticator on both sides."),
+    Setting("hmac_key", str, "",
+            "The shared HMAC key in hexadecimal, at least 32 bytes. Set it in the "
+            "environment, never in a URI; prefer hmac_key_file.", secret=True),
+    Setting("ed25519_key_file", str, "",
+            "File holding this side's Ed25519 private key (owner-only permissions). A "
+            "proxy proves its identity with it; a daemon with one also proves its own."),
+    Setting("ed25519_key", str, "",
+            "This side's Ed25519 private key (32-byte seed in hexadecimal). Set it in the "
+            "environment; prefer ed25519_key_file.", secret=True),
+    Setting("ed25519_authorized_keys", str, "",
+            "File of the client public keys a daemon accepts, one 'NAME HEX' per line. "
+            "Changes apply to the next connection without a restart."),
+    Setting("ed25519_server_key", str, "",
+            "The daemon's Ed25519 public key in hexadecimal that a proxy requires (mutual "
+            "authentication); empty: the daemon is not checked."),
+    Setting("nacl_server_key_file", str, "",
+            "File holding a daemon's long-term X25519 private key for the nacl "
+            "transports (owner-only permissions)."),
+    Setting("nacl_server_key", str, "",
+            "A daemon's X25519 private key for the nacl transports, in hexadecimal. Set "
+            "it in the environment; prefer nacl_server_key_file.", secret=True),
+    Setting("nacl_server_public_key", str, "",
+            "The daemon's X25519 public key in hexadecimal that a proxy pins on the nacl "
+            "transports; the connection fails before any call if it does not match."),
+    Setting("unix_socket_mode", str, "600",
+            "Permissions of a daemon's Unix socket file, in octal. The default lets only "
+            "the owner connect."),
+    Setting("unix_allowed_uids", tuple, (),
+            "User ids or names allowed to connect to a daemon's Unix socket (empty: any "
+            "user the file permissions admit)."),
+    Setting("unix_allowed_gids", tuple, (),
+            "Group ids or names allowed to connect to a daemon's Unix socket (empty: "
+            "any). With both lists set, a peer matching either is admitted."),
+    Setting("unix_allow_abstract", bool, False,
+            "Allows Linux abstract socket addresses (leading '@'), which file "
+            "permissions cannot protect."),
 )
 
 _BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from ember.kernel.config import Config
 from ember.kernel.errors import (
+    AuthenticationFailed,
     ConnectionClosed,
     EmberError,
     EmberTimeout,
@@ -33,7 +34,14 @@ from ember.kernel.protocol import Flag, Frame, MessageType
 from ember.kernel.registry import Registry, Stack, get_registry
 from ember.kernel.serializer import DecodeLimits, Serializer
 from ember.kernel.state import Role
-from ember.kernel.transport import Listener, Stream
+from ember.kernel.transport import (
+    PEER_GID,
+    PEER_PID,
+    PEER_PUBLIC_KEY,
+    PEER_UID,
+    Listener,
+    Stream,
+)
 from ember.remote.connection import FramedConnection
 from ember.remote.context import CallContext, _current
 from ember.remote.exceptions import describe_exception
@@ -52,6 +60,9 @@ _ONEWAY = int(Flag.ONEWAY)
 _ONEWAY_QUEUE_FACTOR = 4
 _GET_ATTRIBUTE = int(Flag.GET_ATTRIBUTE)
 _SET_ATTRIBUTE = int(Flag.SET_ATTRIBUTE)
+
+# Stream details copied into every call context of a connection.
+_PEER_DETAIL_KEYS = (PEER_UID, PEER_GID, PEER_PID, PEER_PUBLIC_KEY)
 
 # How long close() lets calls already executing finish before it closes their
 # connections anyway.
@@ -128,9 +139,14 @@ class Daemon:
         address_text = address if address is not None else _host_port(self.config.host,
                                                                         self.config.port)
         bind_address = transport.parse_address(address_text, listening=True)
+        self._check_exposure(transport.is_loopback(bind_address), address_text)
         self._listener: Listener = transport.listen(bind_address, self._options)
         self.address = self._listener.address
         self.location = transport.format_address(self.address)
+        # A transport may ask for options in every URI, such as the public key a client
+        # of an encrypted transport pins; they are public by contract.
+        self._uri_params: tuple[tuple[str, str], ...] = tuple(
+            getattr(self._listener, "uri_params", ()))
 
         self._objects: dict[str, _Registration] = {}
         self._objects_lock = threading.Lock()
@@ -148,6 +164,25 @@ class Daemon:
         self._serve_thread: threading.Thread | None = None
         self._serving = threading.Lock()
         log.info("daemon listening on %s (%s)", self.location, self.stack.describe())
+        if self.stack.authenticator is None and not self._exposed:
+            log.warning("the daemon on %s has no authenticator: any local process that can "
+                        "connect to it can call its objects. Configure an authenticator "
+                        "(hmac or ed25519) to restrict callers", self.location)
+
+    def _check_exposure(self, is_loopback: bool, address_text: str) -> None:
+        """Refuse a non-loopback bind without an authenticator unless allow_insecure."""
+        self._exposed = not is_loopback
+        if is_loopback or self.stack.authenticator is not None:
+            return
+        if not self.config.allow_insecure:
+            raise SecurityError(
+                f"refusing to listen on {address_text} without an authenticator: every "
+                "host that can reach this address could call the published objects. "
+                "Configure an authenticator (authenticator='hmac' or 'ed25519'), bind a "
+                "loopback address, or set allow_insecure=true on a network you trust")
+        log.warning("the daemon listens on %s without an authenticator because "
+                    "allow_insecure is set: anyone who can reach this address can call "
+                    "its objects", address_text)
 
     # -- registration --------------------------------------------------------------
 
@@ -188,7 +223,7 @@ class Daemon:
 
     def uri_for(self, object_id: str) -> str:
         return str(URI("ember+" + self.stack.transport.name, self.location,
-                       check_object_id(object_id)))
+                       check_object_id(object_id), self._uri_params))
 
     def _lookup(self, object_id: str) -> _Registration | None:
         return self._objects.get(object_id)
@@ -303,6 +338,7 @@ class _ConnectionHandler:
         self.connection = FramedConnection(stream, Role.SERVER,
                                            daemon.config.max_message_size)
         self.identity: str | None = None
+        self.peer_details: dict[str, Any] = {}
         self.session_instances: dict[str, Any] = {}
         self._state_lock = threading.Lock()
         self._busy = False
@@ -324,8 +360,8 @@ class _ConnectionHandler:
         peer = connection.peer_address
         log.debug("connection %d from %s opened", connection.id, peer)
         try:
-            self.identity = server_handshake(connection, daemon.stack,
-                                             daemon.config.handshake_timeout, daemon._options)
+            if not self._handshake():
+                return
             self._serve_requests()
         except ConnectionClosed:
             log.debug("connection %d from %s closed", connection.id, peer)
@@ -346,6 +382,38 @@ class _ConnectionHandler:
         finally:
             connection.close()
             daemon._handler_done(self)
+
+    def _handshake(self) -> bool:
+        """Run the server handshake and record who the peer is; ``False`` if rejected.
+
+        Authentication failures reach the peer as one opaque message; the reason goes
+        only to this daemon's log.
+        """
+        connection = self.connection
+        daemon = self.daemon
+        try:
+            identity = server_handshake(connection, daemon.stack,
+                                        daemon.config.handshake_timeout, daemon._options)
+        except AuthenticationFailed as error:
+            reason = "; ".join(getattr(error, "__notes__", ())) or "no reason recorded"
+            log.warning("connection %d from %s: authentication failed: %s", connection.id,
+                        connection.peer_address, reason)
+            self._tell_peer("authentication-failed", str(error))
+            return False
+        except UsageError as error:
+            log.error("connection %d from %s: the authenticator is misconfigured, so every "
+                      "client is rejected: %s", connection.id, connection.peer_address, error)
+            self._tell_peer("authentication-failed", str(AuthenticationFailed()))
+            return False
+
+        stream = connection.stream
+        for key in _PEER_DETAIL_KEYS:
+            value = stream.get_peer_detail(key)
+            if value is not None:
+                self.peer_details[key] = value
+        uid = self.peer_details.get(PEER_UID)
+        self.identity = identity if identity is not None or uid is None else f"uid:{uid}"
+        return True
 
     def _tell_peer(self, code: str, message: str) -> None:
         with contextlib.suppress(EmberError):
@@ -410,7 +478,7 @@ class _ConnectionHandler:
             return
 
         context = CallContext(object_id, self.connection.peer_address, self.identity,
-                              self.connection.id)
+                              self.connection.id, dict(self.peer_details))
         if is_oneway:
             # Waiting for a free slot stalls only this connection, which is the
             # back-pressure a client flooding one-way calls should feel.

@@ -51,6 +51,7 @@ from typing import Any, NoReturn
 
 import cbor2
 
+from ember.kernel.converters import converters
 from ember.kernel.errors import ProtocolError, SerializationError
 from ember.kernel.hookspecs import hookimpl
 from ember.kernel.serializer import DecodeLimits, Serializer
@@ -60,6 +61,7 @@ __all__ = [
     "CborSerializer",
     "MAX_DECIMAL_DIGITS",
     "TAG_BYTEARRAY",
+    "TAG_CONVERTED",
     "TAG_DATETIME",
     "TAG_DECIMAL_TEXT",
     "TAG_FROZENSET",
@@ -90,6 +92,9 @@ TAG_TIME = 47705
 #: Decimal that tag 4 cannot express: NaN, sNaN (with payload), infinities and negative
 #: zero. Text in ``str(Decimal)`` form.
 TAG_DECIMAL_TEXT = 47706
+#: Value of a type with a registered converter (see ember.kernel.converters): an array
+#: [converter name, plain data]. The receiver rebuilds it only with a local converter.
+TAG_CONVERTED = 47710
 
 # Standard tags whose decoding is left to cbor2's built-in decoders.
 _STANDARD_TAGS = frozenset({
@@ -113,6 +118,7 @@ ACCEPTED_TAGS = _STANDARD_TAGS | {
     TAG_DATETIME,
     TAG_TIME,
     TAG_DECIMAL_TEXT,
+    TAG_CONVERTED,
 }
 
 #: Most coefficient digits of a Decimal, on both sides. Converting a binary integer to
@@ -159,6 +165,13 @@ class _UnsupportedValue(Exception):
 
 def _reject_unsupported(encoder: cbor2.CBOREncoder, value: object) -> NoReturn:
     raise _UnsupportedValue(value)
+
+
+def _encode_converted(encoder: cbor2.CBOREncoder, value: object) -> None:
+    tagged = converters.to_wire(value)
+    if tagged is None:
+        raise _UnsupportedValue(value)
+    encoder.encode_semantic(TAG_CONVERTED, list(tagged))
 
 
 def _encode_none(encoder: cbor2.CBOREncoder, value: None) -> None:
@@ -272,6 +285,22 @@ for _unsupported_type in (
     collections.UserString,
 ):
     _ENCODERS[_unsupported_type] = _reject_unsupported
+
+# _ENCODERS plus an entry for each class with a converter, rebuilt when the converter
+# table changes. Exact-type entries keep an IntEnum with a converter from being encoded
+# as a plain int, and leave the plain-data path untouched.
+_encoders_cache: tuple[int, dict[type, _Hook]] = (-1, _ENCODERS)
+
+
+def _current_encoders() -> dict[type, _Hook]:
+    global _encoders_cache
+    version, table = _encoders_cache
+    if version != converters.version:
+        version = converters.version
+        table = dict(_ENCODERS)
+        table.update(dict.fromkeys(converters.types(), _encode_converted))
+        _encoders_cache = (version, table)
+    return table
 
 
 def _describe_unsupported(root: object, value: object) -> str:
@@ -465,6 +494,16 @@ def _finish_decimal_fraction(content: object) -> decimal.Decimal:
         ) from None
 
 
+def _finish_converted(content: object) -> object:
+    pair = _require_array(content, TAG_CONVERTED, "converted value")
+    if len(pair) != 2 or type(pair[0]) is not str:
+        raise ProtocolError(
+            f"CBOR tag {TAG_CONVERTED} (converted value) must hold [name, data]",
+            code="bad-body",
+        )
+    return converters.from_wire(pair[0], pair[1])
+
+
 def _require_array(content: object, tag: int, type_name: str) -> list[Any] | tuple[Any, ...]:
     if type(content) is not list and type(content) is not tuple:
         raise _content_error(tag, type_name, "an array", content)
@@ -512,6 +551,7 @@ _TAG_DECODERS = _TagDecoders({
     TAG_DATETIME: _two_stage("datetime", _finish_datetime),
     TAG_TIME: _two_stage("time", _finish_time),
     TAG_DECIMAL_TEXT: _two_stage("Decimal", _finish_decimal_text),
+    TAG_CONVERTED: _two_stage("converted value", _finish_converted),
 })
 
 # cbor2.loads ignores bytes after the first value. So a small body is decoded as the
@@ -586,7 +626,7 @@ def _describe_decode_failure(error: Exception, max_depth: int) -> ProtocolError:
     """
     for cause in _exception_chain(error):
         if isinstance(cause, ProtocolError):
-            return ProtocolError(str(cause), code="bad-body")
+            return ProtocolError(str(cause), code=cause.code)
         if isinstance(cause, UnicodeDecodeError):
             return ProtocolError("CBOR text string is not valid UTF-8", code="bad-body")
 
@@ -637,7 +677,7 @@ class CborSerializer(Serializer):
 
     def dumps(self, value: object) -> bytes:
         try:
-            return cbor2.dumps(value, encoders=_ENCODERS, default=_reject_unsupported)
+            return cbor2.dumps(value, encoders=_current_encoders(), default=_encode_converted)
         except _UnsupportedValue as error:
             raise SerializationError(_describe_unsupported(value, error.value)) from None
         except SerializationError:

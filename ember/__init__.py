@@ -6,6 +6,7 @@ are plugins chosen by name through a validated registry.
 """
 
 from ember.kernel.config import Config
+from ember.kernel.converters import register_type
 from ember.kernel.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 from ember.remote.context import CallContext, current_call
 from ember.remote.daemon import Daemon
+from ember.remote.exceptions import register_exception
 from ember.remote.exposure import expose, oneway
 from ember.remote.proxy import Proxy
 from ember.remote.uri import URI
@@ -51,4 +53,6 @@ __all__ = [
     "current_call",
     "expose",
     "oneway",
+    "register_exception",
+    "register_type",
 ]

@@ -544,7 +544,9 @@ class _ConnectionHandler:
         try:
             body = serializer.dumps(description)
         except SerializationError:
+            # The arguments or attributes hold values this serializer cannot carry.
             description["args"] = [description["message"]]
+            description.pop("attributes", None)
             body = serializer.dumps(description)
         self.connection.send(MessageType.EXCEPTION, body, serializer_id=serializer.wire_id,
                              request_id=frame.request_id)

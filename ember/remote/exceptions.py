@@ -1,21 +1,25 @@
 """Carrying exceptions across the wire.
 
 A daemon turns an exception raised by a remote method into a plain dictionary that any
-serializer can encode. The proxy rebuilds it: builtin exception types come back as
-themselves with their arguments; anything else becomes a
-:class:`~ember.kernel.errors.RemoteError` naming the remote type. A class name from the
-wire is only ever looked up among the builtin exception classes, never imported.
+serializer can encode. The proxy rebuilds it: builtin exception types and classes
+registered with :func:`register_exception` on the proxy's side come back as themselves,
+with their arguments (and, for registered classes, their public attributes); anything
+else becomes a :class:`~ember.kernel.errors.RemoteError` naming the remote type and
+carrying its message. A class name from the wire is only ever looked up among the
+builtin exception classes and the registered ones, never imported.
 """
 
 from __future__ import annotations
 
 import builtins
+import threading
 import traceback
 from typing import Any
 
-from ember.kernel.errors import ProtocolError, RemoteError
+from ember.kernel.converters import CONVERTER_NAME_PATTERN
+from ember.kernel.errors import ProtocolError, RemoteError, UsageError
 
-__all__ = ["describe_exception", "rebuild_exception"]
+__all__ = ["describe_exception", "rebuild_exception", "register_exception"]
 
 # Builtin exceptions that may be raised again on the client. BaseException subclasses
 # that are not Exceptions (SystemExit, KeyboardInterrupt, GeneratorExit) would stop the
@@ -29,17 +33,73 @@ _BUILTIN_EXCEPTIONS: dict[str, type[Exception]] = {
 
 _MAX_TEXT = 10_000
 
+# Registered exception classes by wire name, and wire names by class. Replaced whole on
+# every change, so readers need no lock.
+_registered_by_name: dict[str, type[Exception]] = {}
+_registered_names: dict[type, str] = {}
+_registry_lock = threading.Lock()
+
+
+def register_exception(cls: type[Exception], *, name: str | None = None) -> type[Exception]:
+    """Let ``cls`` travel from a daemon to a proxy with its type, arguments and attributes.
+
+    Register it under the same ``name`` (default ``"module.QualifiedName"``) on both
+    sides. The proxy rebuilds an instance without calling ``__init__``: it sets ``args``
+    and each public instance attribute the daemon sent, so the values must be ones the
+    serializer can carry. Returns ``cls``, so it also works as a class decorator.
+    """
+    if not isinstance(cls, type) or not issubclass(cls, Exception):
+        raise UsageError(f"register_exception() expects an Exception subclass, got {cls!r}")
+    if name is None:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+    if not CONVERTER_NAME_PATTERN.fullmatch(name) or name in _BUILTIN_EXCEPTIONS:
+        raise UsageError(
+            f"invalid exception name {name!r}: expected a dotted Python identifier that is "
+            f"not the name of a builtin exception, such as 'myapp.QuotaExceeded'"
+        )
+
+    global _registered_by_name, _registered_names
+    with _registry_lock:
+        holder = _registered_by_name.get(name)
+        if holder is not None and holder is not cls:
+            raise UsageError(
+                f"exception name {name!r} is already registered for "
+                f"{holder.__module__}.{holder.__qualname__}; choose another name"
+            )
+        by_name = dict(_registered_by_name)
+        names = dict(_registered_names)
+        by_name[name] = cls
+        names[cls] = name
+        _registered_by_name, _registered_names = by_name, names
+    return cls
+
 
 def describe_exception(error: BaseException, *, include_traceback: bool) -> dict[str, Any]:
     """Return a serializer-neutral description of ``error``."""
     cls = type(error)
     module = cls.__module__
-    qualified = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    registered_name = _registered_names.get(cls)
     message = _truncate(str(error))
+    if registered_name is not None:
+        # Registered classes send every argument and public attribute; if the
+        # serializer cannot carry them, the daemon resends the message alone.
+        attributes = {key: value for key, value in vars(error).items()
+                      if key.isidentifier() and not key.startswith("_")}
+        return _with_traceback({
+            "type": registered_name, "message": message, "args": list(error.args),
+            "attributes": attributes,
+        }, error, include_traceback)
+
+    qualified = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
     # Arguments travel only when every one is a plain value, so the client rebuilds the
     # exception exactly or falls back to its message, never to a partial argument list.
     args = list(error.args) if all(_is_plain(arg) for arg in error.args) else [message]
     description: dict[str, Any] = {"type": qualified, "message": message, "args": args}
+    return _with_traceback(description, error, include_traceback)
+
+
+def _with_traceback(description: dict[str, Any], error: BaseException,
+                    include_traceback: bool) -> dict[str, Any]:
     if include_traceback:
         description["traceback"] = _truncate(
             "".join(traceback.format_exception(error)), limit=100_000
@@ -66,6 +126,11 @@ def rebuild_exception(description: object) -> Exception:
     if remote_traceback is not None and not isinstance(remote_traceback, str):
         remote_traceback = None
 
+    registered = _registered_by_name.get(remote_type)
+    if registered is not None:
+        return _rebuild_registered(registered, args, description.get("attributes"),
+                                   remote_traceback)
+
     builtin = _BUILTIN_EXCEPTIONS.get(remote_type)
     if builtin is not None:
         try:
@@ -77,6 +142,24 @@ def rebuild_exception(description: object) -> Exception:
         error.remote_traceback = remote_traceback  # type: ignore[attr-defined]
         return error
     return RemoteError(message, remote_type=remote_type, remote_traceback=remote_traceback)
+
+
+def _rebuild_registered(cls: type[Exception], args: list[Any] | tuple[Any, ...],
+                        attributes: object, remote_traceback: str | None) -> Exception:
+    # No constructor runs: a custom __init__ may need arguments the wire does not carry.
+    error = cls.__new__(cls)
+    error.args = tuple(args)
+    if isinstance(attributes, dict):
+        for key, value in attributes.items():
+            if isinstance(key, str) and key.isidentifier() and not key.startswith("_"):
+                try:
+                    setattr(error, key, value)
+                except (AttributeError, TypeError):
+                    pass  # a read-only property of the class; the remote value is dropped
+    if remote_traceback:
+        error.add_note("remote traceback:\n" + remote_traceback)
+    error.remote_traceback = remote_traceback  # type: ignore[attr-defined]
+    return error
 
 
 def _is_plain(value: object) -> bool:

@@ -85,7 +85,7 @@ class _Writer(serpent.Serializer):  # type: ignore[misc]
 
     def serialize(self, obj: object) -> bytes:
         out = [_HEADER]
-        self.serialized_obj_ids = set()
+        self.serialized_obj_ids: set[int] = set()
         self._serialize(obj, out, 0)
         return "".join(out).encode("utf-8")
 
@@ -297,16 +297,18 @@ class _Reader:
         operand = node.operand
         if (
             type(node.op) in (ast.USub, ast.UAdd)
-            and type(operand) is ast.Constant
-            and type(operand.value) in (int, float)
+            and isinstance(operand, ast.Constant)
+            and isinstance(operand.value, (int, float))
+            and type(operand.value) is not bool
         ):
-            return -operand.value if type(node.op) is ast.USub else operand.value
+            number = operand.value
+            return -number if type(node.op) is ast.USub else number
         raise _invalid("only a sign before a number is accepted")
 
     def _tuple(self, node: ast.Tuple, depth: int) -> Any:
         elements = node.elts
         first = elements[0] if len(elements) == 3 else None
-        if type(first) is ast.Constant and first.value == MARKER:  # type: ignore[union-attr]
+        if isinstance(first, ast.Constant) and first.value == MARKER:
             name = self.read(elements[1], depth)
             data = self.read(elements[2], depth)
             return _restore(name, data)

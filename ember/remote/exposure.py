@@ -1,8 +1,9 @@
 """What a remote caller may reach: ``@expose``, ``@oneway`` and the one name check.
 
 Deny by default: only members marked with :func:`expose` (directly, or through an exposed
-class) are reachable. :func:`find_member` is the single choke point that every member
-name arriving from the wire passes through. It rejects, before touching the object,
+class) are reachable. :func:`check_member` is the single choke point that every member
+name arriving from the wire passes through, and :func:`find_member` calls it. It needs
+only the class, so the daemon runs it before creating any instance. It rejects
 any name that is not a plain identifier, that starts with an underscore (private and
 dunder names), that contains a dot (attribute traversal), or that is not exposed. All
 of these are reported with the same message as an unknown name, so a caller cannot probe

@@ -190,8 +190,8 @@ def make_daemon() -> Iterator[Callable[..., Daemon]]:
 
 def frame_header(message_type: int, body_length: int, *, flags: int = 0,
                  serializer_id: int = CONTROL_SERIALIZER_ID, request_id: int = 0) -> bytes:
-    """Pack a frame header whose body length field says ``body_length``, whatever the
-    body that follows really is."""
+    """Pack a frame header that declares ``body_length`` bytes of body, whatever the
+    caller sends after it."""
     return HEADER.pack(MAGIC, VERSION, message_type, flags, serializer_id, request_id,
                        body_length)
 

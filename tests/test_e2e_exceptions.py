@@ -1,4 +1,4 @@
-"""Exceptions raised by remote methods, as the caller in another process sees them."""
+"""Exceptions raised by remote methods, as rebuilt for a caller in another process."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """A daemon process for end-to-end tests, publishing :class:`Probe` objects.
 
-Run as ``python tests/servers/probe.py [--foreground]``. The process configures the
-daemon from ``EMBER_*`` environment variables, registers one Probe instance and the
-Probe class in each instance mode, prints one JSON line mapping object ids to URIs, and
-serves until its standard input closes or it receives SIGTERM. The daemon logs to
+Run as ``python tests/servers/probe.py [--foreground]``. The daemon takes its settings
+from ``EMBER_*`` environment variables. The process registers one Probe instance and the
+Probe class in each instance mode, prints one JSON line that maps object ids to URIs,
+and serves until its standard input closes or it receives SIGTERM. The daemon logs to
 standard error at INFO level, so tests can read the warnings it emits.
 
 Every Probe method that runs appends its name to a journal shared by the whole process,
@@ -102,7 +102,7 @@ class Probe:
         raise ProbeError(message)
 
     def count(self) -> int:
-        """Increment and return this instance's counter (tells instances apart)."""
+        """Increment and return this instance's counter, which identifies instance modes."""
         _record("count")
         with self._counter_lock:
             self._counter += 1

@@ -192,6 +192,11 @@ class Stack:
                 f"encrypted transport, so any peer that can connect could run code. "
                 f"Choose an authenticator or an encrypted transport"
             )
+        logger.warning(
+            "quarantine lifted for unsafe %s on '%s': a peer that passes authentication "
+            "can run code in this process by sending crafted data",
+            subject.removesuffix(" is").removesuffix(" are"), self.describe(),
+        )
 
 
 @dataclass(frozen=True, slots=True)

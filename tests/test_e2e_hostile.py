@@ -20,6 +20,7 @@ from conftest import (
     hello_frame,
     read_until_closed,
 )
+from servers.probe import Probe
 
 from ember import Daemon, Proxy, TransportError
 from ember.kernel.protocol import HEADER, HEADER_SIZE, MessageType, decode_control
@@ -121,7 +122,7 @@ def test_huge_length_warning_in_process(make_daemon: Callable[..., Daemon],
                                         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="ember")
     daemon = make_daemon()
-    uri = daemon.register(_echo_object(), object_id="echo")
+    uri = daemon.register(Probe(), object_id="echo")
 
     sock = open_session(daemon.address.port)
     peer = f"127.0.0.1:{sock.getsockname()[1]}"
@@ -144,11 +145,6 @@ def test_huge_length_warning_in_process(make_daemon: Callable[..., Daemon],
 def _warnings_naming(caplog: pytest.LogCaptureFixture, peer: str) -> list[logging.LogRecord]:
     return [record for record in caplog.records
             if record.levelno == logging.WARNING and peer in record.getMessage()]
-
-
-def _echo_object() -> object:
-    from servers.probe import Probe
-    return Probe()
 
 
 # -- a body that never arrives ---------------------------------------------------------
@@ -187,7 +183,7 @@ def test_truncated_body_dropped_without_spinning(
 def test_silent_connections_do_not_block_clients(
     spawn_daemon: Callable[..., DaemonProcess]
 ) -> None:
-    daemon = spawn_daemon(handshake_timeout=0.5, idle_timeout=1.0)
+    daemon = spawn_daemon(handshake_timeout=2.0, idle_timeout=2.0)
     silent = [connect_raw(daemon.port) for _ in range(5)]
     abandoned = connect_raw(daemon.port)
     abandoned.sendall(hello_frame()[:HEADER_SIZE + 3])
@@ -196,7 +192,8 @@ def test_silent_connections_do_not_block_clients(
     # The real client is served while every other connection is still open.
     started = time.monotonic()
     assert_served(daemon.uri)
-    assert time.monotonic() - started < 0.5, "served only after the silent ones timed out"
+    # Well under the 2 s timeouts: the client did not wait for the others to be dropped.
+    assert time.monotonic() - started < 1.5, "served only after the silent ones timed out"
 
     for sock in [*silent, abandoned, idle]:
         read_until_closed(sock, timeout=5.0)

@@ -95,7 +95,7 @@ def test_per_proxy_call_timeout(served: tuple[Daemon, str]) -> None:
     proxy = Proxy(uri, call_timeout=0.3)
 
     with pytest.raises(EmberTimeout, match="call") as raised:
-        proxy.sleep(2.0)
+        proxy.sleep(1.0)
 
     assert raised.value.operation == "call"
     assert raised.value.timeout == 0.3
@@ -108,7 +108,7 @@ def test_call_timeout_from_uri_option(served: tuple[Daemon, str]) -> None:
     _, uri = served
 
     with Proxy(uri + "?call_timeout=0.3") as proxy, pytest.raises(EmberTimeout):
-        proxy.sleep(2.0)
+        proxy.sleep(1.0)
 
 
 def test_silent_server_times_out_in_handshake(silent_server: int) -> None:

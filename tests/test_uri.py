@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
+from servers.probe import Probe
 
 from ember import URI, Daemon, Proxy, UsageError
 
@@ -120,7 +121,7 @@ def test_unknown_uri_option_rejected() -> None:
 def test_daemon_uri_for_ipv4(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(start=False)
 
-    uri = daemon.register(_probe(), object_id="kv")
+    uri = daemon.register(Probe(), object_id="kv")
 
     assert uri == f"ember+tcp://127.0.0.1:{daemon.address.port}/kv"
     assert URI.parse(uri).object_id == "kv"
@@ -130,13 +131,8 @@ def test_daemon_uri_for_ipv4(make_daemon: Callable[..., Daemon]) -> None:
 def test_daemon_uri_for_ipv6(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(host="::1")
 
-    uri = daemon.register(_probe(), object_id="kv")
+    uri = daemon.register(Probe(), object_id="kv")
 
     assert uri == f"ember+tcp://[::1]:{daemon.address.port}/kv"
     with Proxy(uri, call_timeout=5.0) as proxy:
         assert proxy.echo("over IPv6") == "over IPv6"
-
-
-def _probe() -> object:
-    from servers.probe import Probe
-    return Probe()

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from conftest import DaemonProcess
+
 from ember import EmberError, Proxy
 
 CALLER_THREADS = 8

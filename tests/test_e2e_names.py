@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from conftest import DaemonProcess
+
 from ember import Proxy
 from ember.kernel.protocol import Flag
 

@@ -20,10 +20,13 @@ Invariants:
 
 from __future__ import annotations
 
+import decimal
 import re
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from types import MappingProxyType
 from typing import Any
 
@@ -41,6 +44,13 @@ __all__ = [
 #: ``"myapp.Color"``. They are written into every converted value, so they stay short.
 CONVERTER_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MAX_NAME_LENGTH = 128
+
+# Types every bundled serializer carries itself. Some serializers check their own table
+# before converters, so a converter for one of these would apply only in some of them.
+_NATIVE_TYPES = frozenset({
+    type(None), bool, int, float, str, bytes, bytearray, list, tuple, dict, set, frozenset,
+    datetime, date, time, decimal.Decimal, uuid.UUID,
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,11 @@ class Converter:
     def __post_init__(self) -> None:
         if not isinstance(self.cls, type):
             raise UsageError(f"converter cls must be a class, got {self.cls!r}")
+        if self.cls in _NATIVE_TYPES:
+            raise UsageError(
+                f"cannot register a converter for {self.cls.__qualname__}: every bundled "
+                f"serializer carries it natively. Register a subclass or a wrapper class"
+            )
         if (
             not isinstance(self.name, str)
             or len(self.name) > _MAX_NAME_LENGTH

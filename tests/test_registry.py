@@ -29,7 +29,7 @@ PACKAGE = f"{__package__}.registry_fixtures" if __package__ else "registry_fixtu
 _fixtures = importlib.import_module(PACKAGE)
 install_distribution = _fixtures.install_distribution
 
-KNOWN_HOOKS = "ember_serializers, ember_transports, ember_authenticators, ember_resolvers"
+KNOWN_HOOKS = ", ".join(hookspecs.HOOK_NAMES)
 
 EntryPoints = list[importlib.metadata.EntryPoint]
 

@@ -129,7 +129,8 @@ def test_plugin_declaring_nothing_is_loaded(tmp_path, good):
     assert records_of(registry, "empty-plugin") == [
         PluginRecord("plugin", "empty", None, "empty-plugin", entry("empty", "declares_nothing"),
                      "loaded",
-                     "its hooks declare no serializer, transport, authenticator or resolver"),
+                     "its hooks declare no serializer, transport, authenticator, resolver or "
+                     "converter"),
     ]
     assert registry.plugin_manager.get_plugin("empty") is not None
 

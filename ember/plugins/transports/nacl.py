@@ -2,7 +2,7 @@
 
 URIs: ``ember+nacl://HOST:PORT/OBJECT?nacl_server_public_key=HEX`` and
 ``ember+nacl-unix://PERCENT-ENCODED-PATH/OBJECT?nacl_server_public_key=HEX``. The
-daemon holds a long-term X25519 key pair; the client pins its public key, which is not
+daemon has a long-term X25519 key pair; the client pins its public key, which is not
 secret, so the URI may carry it. The daemon adds it to the URIs it returns.
 
 Handshake, before any ember frame (``|`` is concatenation, ``DH`` is X25519)::
@@ -135,7 +135,7 @@ def _derive(client_hello: bytes, server_ephemeral: bytes, server_static: bytes,
 class NaclStream(Stream):
     """Encrypts every byte written and authenticates every byte read.
 
-    The client runs the handshake in :meth:`client`; a server stream runs it on its
+    The client runs the handshake in :meth:`client`. A server stream runs it on its
     first read or write, in the connection's own thread and within that call's timeout,
     so a slow client never stalls the accepting thread.
     """
@@ -175,7 +175,7 @@ class NaclStream(Stream):
         reply = _read_exact(inner, len(MAGIC), peer, "client")
         if reply.startswith(_PLAIN_FRAME_PREFIX[:2]):
             raise SecurityError(
-                f"the daemon at {peer} is not a nacl endpoint: it answered with a plain "
+                f"the daemon at {peer} is not a nacl endpoint: it responded with a plain "
                 "ember frame. Use the URI the daemon printed (for example ember+tcp://...)")
         if reply != MAGIC:
             raise SecurityError(f"the daemon at {peer} sent bytes that are not a nacl "

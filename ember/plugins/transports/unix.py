@@ -164,8 +164,8 @@ class UnixListener(Listener):
     def accept(self, timeout: float | None) -> Stream | None:
         if self._closed:
             raise ConnectionClosed("the listener is closed")
-        self._socket.settimeout(timeout)
         try:
+            self._socket.settimeout(timeout)
             connection, _ = self._socket.accept()
         except TimeoutError:
             return None

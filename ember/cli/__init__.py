@@ -11,12 +11,13 @@ from collections.abc import Sequence
 import ember.cli.config_command as config_command
 import ember.cli.demo as demo
 import ember.cli.echo_server as echo_server
+import ember.cli.keygen as keygen
 import ember.cli.plugins_command as plugins_command
 from ember.kernel.errors import EmberError
 
 __all__ = ["main"]
 
-_COMMANDS = (demo, echo_server, plugins_command, config_command)
+_COMMANDS = (demo, echo_server, keygen, plugins_command, config_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -169,3 +169,32 @@ def test_setting_private_attribute_rejected(served: tuple[Daemon, str]) -> None:
 
     with pytest.raises(AttributeError, match="cannot set '_secret'"):
         proxy._secret = 1
+
+
+def test_idle_connection_replaced_before_use(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(idle_timeout=0.4)
+    uri = daemon.register(Probe(), object_id="probe")
+
+    with Proxy(uri, config=Config.defaults()) as proxy:
+        assert proxy.echo(1) == 1
+        first = proxy._ember_connection
+        time.sleep(0.6)
+
+        assert proxy.echo(2) == 2
+        assert proxy._ember_connection is not first
+
+
+def test_idle_close_retried_once(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(idle_timeout=0.3)
+    uri = daemon.register(Probe(), object_id="probe")
+
+    with Proxy(uri, config=Config.defaults()) as proxy:
+        assert proxy.echo(1) == 1
+        # Without the daemon's idle timeout the proxy keeps the connection, so it only
+        # learns of the close from the daemon's idle-timeout error, after sending.
+        object.__setattr__(proxy, "_ember_peer_idle_timeout", None)
+        first = proxy._ember_connection
+        assert wait_until(lambda: daemon.connection_count == 0)
+
+        assert proxy.echo(2) == 2
+        assert proxy._ember_connection is not first

@@ -64,6 +64,8 @@ class FramedConnection:
         self._write_lock = threading.Lock()
         self._closed = False
         self._timeout: float | None = -1.0  # unknown until the first read sets it
+        #: time.monotonic() of the last frame sent or received
+        self.last_activity = time.monotonic()
 
 
     @property
@@ -98,6 +100,7 @@ class FramedConnection:
             if session is not None:
                 frame += session.seal(frame)
             self.stream.write(frame)
+        self.last_activity = time.monotonic()
 
     def send_control(self, message_type: MessageType, fields: dict[str, Any],
                      request_id: int = 0) -> None:
@@ -164,6 +167,7 @@ class FramedConnection:
         if session is not None:
             session.verify(frame.signed_bytes(), frame.tag)
         self.state.receive(frame.type)
+        self.last_activity = time.monotonic()
         return frame
 
     def handshake_channel(self, timeout: float) -> HandshakeChannel:

@@ -424,7 +424,14 @@ class _ConnectionHandler:
         connection = self.connection
         idle_timeout = self.daemon.config.idle_timeout
         while not self._stopping:
-            frame = connection.receive(idle_timeout, operation="waiting for a request")
+            try:
+                frame = connection.receive(idle_timeout, operation="waiting for a request")
+            except EmberTimeout:
+                if not connection.has_partial_frame:
+                    # Tell the client no request was read, so it may retry elsewhere.
+                    self._tell_peer("idle-timeout", f"the daemon closed the connection after "
+                                    f"{idle_timeout:.3g} s without a request")
+                raise
             if frame.type is MessageType.ERROR:
                 raise ConnectionClosed("the client reported an error and closed")
 

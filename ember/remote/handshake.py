@@ -24,7 +24,11 @@ from ember.kernel.protocol import VERSION, MessageType, decode_control
 from ember.kernel.registry import Stack
 from ember.remote.connection import FramedConnection
 
-__all__ = ["client_handshake", "server_handshake", "raise_for_error"]
+__all__ = ["client_handshake", "server_handshake", "raise_for_error", "NOT_PROCESSED_CODES"]
+
+#: ERROR codes a daemon sends when it closes a connection without reading any further
+#: request, so a client may safely send its request again on a new connection.
+NOT_PROCESSED_CODES = frozenset({"idle-timeout", "shutting-down"})
 
 
 def client_handshake(connection: FramedConnection, stack: Stack, timeout: float,
@@ -90,10 +94,13 @@ def server_handshake(connection: FramedConnection, stack: Stack, timeout: float,
                 f"{_shown(offered_authenticator)}; configure the same authenticator on both "
                 "sides")
 
+    # The idle timeout lets a client reconnect before reusing a connection that the
+    # daemon is about to close.
     connection.send_control(MessageType.WELCOME, {
         "protocol": VERSION,
         "authenticator": expected,
         "server": f"ember/{ember.__version__}",
+        "idle_timeout": options.get("idle_timeout"),
     })
     connection.state.hello_done(authenticating=authenticator is not None)
     if authenticator is None:
@@ -115,8 +122,10 @@ def raise_for_error(fields: Mapping[str, Any]) -> None:
         raise SecurityError(message)
     if code == "busy":
         raise TransportError(message)
-    if code == "shutting-down":
-        raise ConnectionClosed(message)
+    if code in NOT_PROCESSED_CODES:
+        error = ConnectionClosed(message)
+        error.request_processed = False  # type: ignore[attr-defined]
+        raise error
     raise ProtocolError(message, code=code)
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from ember.kernel.config import SETTINGS_BY_NAME, Config
 from ember.kernel.errors import (
+    ConnectionClosed,
     EmberError,
     ProtocolError,
     SecurityError,
@@ -55,6 +57,7 @@ class Proxy:
     _ember_connection: FramedConnection | None
     _ember_metadata: dict[str, frozenset[str]] | None
     _ember_request_ids: itertools.count[int]
+    _ember_peer_idle_timeout: float | None
 
     def __init__(
         self,
@@ -90,6 +93,7 @@ class Proxy:
         _set(self, "_ember_connection", None)
         _set(self, "_ember_metadata", None)
         _set(self, "_ember_request_ids", itertools.count(1))
+        _set(self, "_ember_peer_idle_timeout", None)
 
     # -- connection --------------------------------------------------------------------
 
@@ -100,7 +104,12 @@ class Proxy:
         """
         connection = self._ember_connection
         if connection is not None and not connection.closed:
-            return connection
+            idle_limit = self._ember_peer_idle_timeout
+            if idle_limit is None or time.monotonic() - connection.last_activity < idle_limit:
+                return connection
+            # The daemon is about to close this idle connection; a fresh one avoids
+            # losing a one-way call to that race.
+            self._ember_drop(connection)
 
         config = self._ember_config
         stack = self._ember_stack
@@ -108,7 +117,12 @@ class Proxy:
         stream = stack.transport.connect(self._ember_address, config.connect_timeout, options)
         connection = FramedConnection(stream, Role.CLIENT, config.max_message_size)
         try:
-            client_handshake(connection, stack, config.handshake_timeout, options)
+            welcome = client_handshake(connection, stack, config.handshake_timeout, options)
+            idle_timeout = welcome.get("idle_timeout")
+            object.__setattr__(self, "_ember_peer_idle_timeout",
+                               0.75 * idle_timeout
+                               if isinstance(idle_timeout, (int, float)) and idle_timeout > 0
+                               else None)
             object.__setattr__(self, "_ember_connection", connection)
             if self._ember_metadata is None:
                 object.__setattr__(self, "_ember_metadata", self._ember_fetch_metadata(
@@ -160,6 +174,14 @@ class Proxy:
         body = serializer.dumps(request)
         with self._ember_lock:
             connection = self._ember_connect()
+            try:
+                return self._ember_exchange(connection, MessageType.CALL, body, flags)
+            except ConnectionClosed as error:
+                if getattr(error, "request_processed", True):
+                    raise
+            # The daemon closed the connection before reading this request (idle
+            # timeout or shutdown), so sending it once more cannot run it twice.
+            connection = self._ember_connect()
             return self._ember_exchange(connection, MessageType.CALL, body, flags)
 
     def _ember_fetch_metadata(self, connection: FramedConnection) -> dict[str, frozenset[str]]:
@@ -187,6 +209,8 @@ class Proxy:
                 return None
             reply = connection.receive(self._ember_config.call_timeout, operation="call")
 
+            if reply.type is MessageType.ERROR and reply.request_id == 0:
+                raise_for_error(decode_control(reply.body))
             if reply.request_id != request_id:
                 raise ProtocolError(
                     f"the daemon sent a reply to request {reply.request_id} while request "

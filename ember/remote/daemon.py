@@ -243,6 +243,13 @@ class Daemon:
                 except TransportError as error:
                     log.warning("accepting a connection failed: %s", error)
                     continue
+                except Exception:
+                    # A transport that breaks its contract must not end serving silently;
+                    # the pause keeps a persistent fault from spinning this loop.
+                    log.exception("accepting a connection on %s failed unexpectedly",
+                                  self.location)
+                    self._closing.wait(0.1)
+                    continue
                 if stream is not None:
                     self._start_handler(stream)
         finally:

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -170,6 +171,54 @@ def test_register_type_default_name() -> None:
 def test_receiver_never_imports_a_name() -> None:
     with pytest.raises(ProtocolError):
         converters.from_wire("os.system", "true")
+
+
+# -- over the wire ----------------------------------------------------------------------
+
+
+@ember.expose
+class Service:
+    def echo(self, value: object) -> object:
+        return value
+
+    def fail(self, limit: int) -> None:
+        raise QuotaExceeded(f"over {limit}", limit)
+
+    def fail_unregistered(self) -> None:
+        raise UnregisteredError("nope")
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message, limit)
+        self.limit = limit
+        self.tenant = "acme"
+
+
+class UnregisteredError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("serializer", ["cbor", "serpent"])
+def test_types_and_exceptions_cross_daemon(registered: None, make_daemon: Any,
+                                           serializer: str) -> None:
+    ember.register_exception(QuotaExceeded, name="tests.QuotaExceeded")
+    daemon = make_daemon()
+    uri = daemon.register(Service(), "service")
+
+    with ember.Proxy(uri, config=ember.Config.defaults(), serializer=serializer) as proxy:
+        value = [Color.RED, Point(1, 2), pathlib.PurePosixPath("/x")]
+        assert proxy.echo(value) == value
+
+        with pytest.raises(QuotaExceeded) as caught:
+            proxy.fail(5)
+        assert caught.value.args == ("over 5", 5)
+        assert caught.value.limit == 5
+        assert caught.value.tenant == "acme"
+
+        with pytest.raises(ember.RemoteError, match="UnregisteredError: nope") as remote:
+            proxy.fail_unregistered()
+        assert remote.value.remote_type.endswith("UnregisteredError")
 
 
 # -- the ember_converters hook -----------------------------------------------------------

@@ -667,16 +667,85 @@ def test_long_mantissa_is_rejected_without_converting_it() -> None:
     assert_rejected(data, f"more than {MAX_DECIMAL_DIGITS} digits")
 
 
-# Documented gaps: input that ember's encoder never produces can still decode to these
-# cbor2 value types. The tests pin the behaviour so a change is noticed.
+SIMPLE_VALUE_CASES: list[tuple[str, bytes, str]] = [
+    ("simple 0", bytes.fromhex("e0"), "simple value 0"),
+    ("simple 16", bytes.fromhex("f0"), "simple value 16"),
+    ("simple 19", bytes.fromhex("f3"), "simple value 19"),
+    ("undefined", bytes.fromhex("f7"), "undefined"),
+    ("two-byte simple", bytes.fromhex("f8 ff"), "simple value 255"),
+    ("in a list", bytes.fromhex("82 01 f7"), "undefined"),
+    ("as a map key", bytes.fromhex("a1 f0 01"), "simple value 16"),
+    ("as a map value", bytes.fromhex("a1 01 f0"), "simple value 16"),
+    ("in a tuple", encode_raw(cbor2.CBORTag(TAG_TUPLE, [1, cbor2.undefined])), "undefined"),
+    ("in a set", encode_raw(cbor2.CBORTag(258, [cbor2.CBORSimpleValue(99)])), "simple value 99"),
+    ("in a large body", encode_raw([b"\x00" * STREAMED_SIZE, cbor2.undefined]), "undefined"),
+]
 
 
-def test_simple_values_decode_as_cbor2_types() -> None:
-    assert SERIALIZER.loads(b"\xf8\x63", LIMITS) == cbor2.CBORSimpleValue(99)
-    assert SERIALIZER.loads(b"\xf7", LIMITS) is cbor2.undefined
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [case[1:] for case in SIMPLE_VALUE_CASES],
+    ids=[case[0] for case in SIMPLE_VALUE_CASES],
+)
+def test_simple_values_are_rejected(data: bytes, match: str) -> None:
+    assert_rejected(data, match)
+
+
+@pytest.mark.parametrize(
+    ("last", "rejected"), [(b"\xf7", True), (b"\x00", False)], ids=["undefined", "zero"]
+)
+def test_simple_value_found_beyond_pickle_depth(last: bytes, rejected: bool) -> None:
+    # 3000 levels exceed the recursion of the C pickler that looks for foreign values,
+    # so the iterative walk decides.
+    limits = DecodeLimits(max_depth=3001)
+    data = b"\x81" * 3000 + last
+
+    if rejected:
+        assert_rejected(data, "undefined", limits)
+    else:
+        assert SERIALIZER.loads(data, limits)
+
+
+def test_hostile_and_valid_bodies_in_threads() -> None:
+    valid = SERIALIZER.dumps([{"a": (1, Decimal("2.5"))}, "€", -1.5] * 20)
+    hostile = encode_raw([{"a": [1, 2]}, cbor2.undefined])
+
+    def work(index: int) -> None:
+        for _ in range(300):
+            if index % 2:
+                assert_rejected(hostile, "undefined")
+            else:
+                assert SERIALIZER.loads(valid, LIMITS)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(work, index) for index in range(4)]
+    for future in futures:
+        future.result()  # re-raises a failure from the worker thread
+
+
+def test_simple_value_bytes_inside_strings_decode() -> None:
+    # 0xe2 starts the UTF-8 form of the euro sign and 0xf8 appears in -1.5, so the scan
+    # matches, and the walk must find nothing to reject.
+    value = ["€", -1.5, b"\xf7\xf8\xe0", {"€": (-1.5,)}]
+
+    assert_same(round_trip(value), value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes.fromhex("a1 a1 01 01 02"),  # {{1: 1}: 2}
+        bytes.fromhex("a1 81 a0 01"),  # {[{}]: 1}, a map inside an array key
+        bytes.fromhex("d9 0102 81 a0"),  # set([{}])
+    ],
+    ids=["map key", "inside array key", "set item"],
+)
+def test_map_used_as_key_is_rejected(data: bytes) -> None:
+    assert_rejected(data, "used as a map key or set item")
 
 
 def test_untagged_array_key_decodes_as_tuple() -> None:
+    # A foreign encoder may write a tuple key as a plain array; tuple is an ember type.
     assert SERIALIZER.loads(bytes.fromhex("a1 81 01 02"), LIMITS) == {(1,): 2}
 
 

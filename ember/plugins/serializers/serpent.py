@@ -3,12 +3,15 @@
 serpent writes a value as the source text of a Python literal, so any language with a
 Python-literal parser can read it. The writer here is serpent's, with three changes:
 
-- Values that a literal cannot express keep their type through a tagged tuple
-  ``("__ember_type__", name, data)``: bytearray, frozenset, the empty set, NaN, datetime,
+- Values that a literal cannot express, or that parse slowly, keep their type through a
+  tagged tuple ``("__ember_type__", name, data)``: bytes and bytearray (as base64 text,
+  because parsing a bytes literal of binary data is several times slower), frozenset,
+  the empty set, NaN, datetime,
   date, time, Decimal, UUID and every type with a registered converter. Plain serpent
   would turn most of them into strings. A tuple of three items whose first item is that
   marker string is reserved and rejected by ``dumps``.
-- bytes travel as bytes literals (serpent's ``bytes_repr``), not as base64 dictionaries.
+- bytes never become serpent's base64 dictionary, which a receiver could not tell from
+  a dict the application sent.
 - Objects of other classes are rejected instead of being written as their attribute
   dictionary, and serpent's process-wide class registry is not consulted.
 
@@ -22,6 +25,8 @@ spends time and memory on both before any check of ours could run.
 from __future__ import annotations
 
 import ast
+import base64
+import binascii
 import decimal
 import itertools
 import math
@@ -60,6 +65,7 @@ _HEADER = "# serpent utf-8 python3.2\n"
 
 # Tag names of the built-in types. They contain '@', so no converter name (a dotted
 # identifier) can collide with them.
+_BYTES = "@bytes"
 _BYTEARRAY = "@bytearray"
 _FROZENSET = "@frozenset"
 _SET = "@set"
@@ -81,7 +87,7 @@ class _Writer(serpent.Serializer):  # type: ignore[misc]
     """serpent's writer with ember's type rules; one instance per ``dumps`` call."""
 
     def __init__(self) -> None:
-        super().__init__(indent=False, module_in_classname=True, bytes_repr=True)
+        super().__init__(indent=False, module_in_classname=True)
 
     def serialize(self, obj: object) -> bytes:
         out = [_HEADER]
@@ -171,6 +177,10 @@ def _offset_microseconds(offset: timedelta | None) -> int | None:
     return None if offset is None else offset // _MICROSECOND
 
 
+def _base64(value: bytes | bytearray) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
 def _write_repr(writer: _Writer, value: object, out: list[str], level: int) -> None:
     out.append(repr(value))
 
@@ -182,7 +192,7 @@ _WRITERS: dict[type, _Write] = {
     str: _write_repr,
     bool: _write_repr,
     type(None): _write_repr,
-    bytes: _write_repr,
+    bytes: lambda w, v, o, lv: w._write_tagged(_BYTES, _base64(v), o, lv),
     int: _Writer._write_int,
     float: _Writer._write_float,
     list: serpent.Serializer.ser_builtins_list,
@@ -190,7 +200,7 @@ _WRITERS: dict[type, _Write] = {
     tuple: _Writer._write_tuple,
     set: _Writer._write_set,
     frozenset: lambda w, v, o, lv: w._write_tagged(_FROZENSET, list(v), o, lv),
-    bytearray: lambda w, v, o, lv: w._write_tagged(_BYTEARRAY, bytes(v), o, lv),
+    bytearray: lambda w, v, o, lv: w._write_tagged(_BYTEARRAY, _base64(v), o, lv),
     datetime: _Writer._write_datetime,
     date: lambda w, v, o, lv: w._write_tagged(_DATE, v.isoformat(), o, lv),
     time: _Writer._write_time,
@@ -407,8 +417,16 @@ def _restore_decimal(data: object) -> decimal.Decimal:
     return decimal.Decimal(text)
 
 
+def _restore_bytes(data: object) -> bytes:
+    try:
+        return base64.b64decode(_require(data, str), validate=True)
+    except binascii.Error as error:
+        raise ValueError("invalid base64") from error
+
+
 _RESTORERS: dict[str, Callable[[object], object]] = {
-    _BYTEARRAY: lambda data: bytearray(_require(data, bytes)),
+    _BYTES: _restore_bytes,
+    _BYTEARRAY: lambda data: bytearray(_restore_bytes(data)),
     _FROZENSET: lambda data: frozenset(_require(data, list)),
     _SET: lambda data: set(_require(data, list)),
     _FLOAT: _restore_float,

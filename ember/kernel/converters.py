@@ -11,7 +11,7 @@ Invariants:
 - A converter matches the exact class it was registered for. A subclass is not
   converted, because its ``from_data`` would rebuild the base class and lose the subclass.
 - Names and classes are unique. Registering the same converter again is a no-op, so a
-  plugin may be loaded by several registries; a different converter under a taken name
+  plugin may be loaded by several registries. A different converter under a taken name
   or class raises :class:`~ember.kernel.errors.UsageError`.
 - ``from_data`` receives data from an untrusted peer. It must validate that data and
   raise ``ValueError`` or ``TypeError`` for bad data; serializers turn those into

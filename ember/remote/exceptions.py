@@ -1,11 +1,11 @@
 """Carrying exceptions across the wire.
 
 A daemon turns an exception raised by a remote method into a plain dictionary that any
-serializer can encode. The proxy rebuilds it: builtin exception types and classes
-registered with :func:`register_exception` on the proxy's side come back as themselves,
-with their arguments (and, for registered classes, their public attributes); anything
-else becomes a :class:`~ember.kernel.errors.RemoteError` naming the remote type and
-carrying its message. A class name from the wire is only ever looked up among the
+serializer can encode, and the proxy rebuilds it. Builtin exception types come back as
+themselves with their arguments. Classes registered with :func:`register_exception` on
+the proxy's side also come back as themselves, with their arguments and public
+attributes. Anything else becomes a :class:`~ember.kernel.errors.RemoteError` that names
+the remote type and carries its message. A class name from the wire is only ever looked up among the
 builtin exception classes and the registered ones, never imported.
 """
 

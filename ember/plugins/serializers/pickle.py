@@ -34,8 +34,8 @@ __all__ = ["DEFAULT_ALLOWED_GLOBALS", "PickleSerializer", "ember_serializers"]
 
 log = logging.getLogger("ember.serializers.pickle")
 
-#: Globals every pickle may load: the classes behind ember's supported value types and
-#: the helpers pickle itself uses to rebuild them (protocol 5, Python 3.11).
+#: Globals every pickle may load: the classes behind ember's supported value types (as
+#: pickle protocol 5 names them in Python 3.11) and the converter hook below.
 DEFAULT_ALLOWED_GLOBALS = frozenset({
     "builtins.set",
     "builtins.frozenset",

@@ -4,9 +4,9 @@ serpent writes a value as the source text of a Python literal, so any language w
 Python-literal parser can read it. The writer here is serpent's, with three changes:
 
 - Values that a literal cannot express, or that parse slowly, keep their type through a
-  tagged tuple ``("__ember_type__", name, data)``: bytes and bytearray (as base64 text,
-  because parsing a bytes literal of binary data is several times slower), frozenset,
-  the empty set, NaN, datetime,
+  tagged tuple ``("__ember_type__", name, data)``. These are bytes and bytearray (as
+  base64 text, because a bytes literal of binary data parses several times slower),
+  frozenset, the empty set, NaN, datetime,
   date, time, Decimal, UUID and every type with a registered converter. Plain serpent
   would turn most of them into strings. A tuple of three items whose first item is that
   marker string is reserved and rejected by ``dumps``.

@@ -15,16 +15,17 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ember.kernel.converters import converters, register_type
 from ember.kernel.errors import ProtocolError, SerializationError
 from ember.kernel.serializer import DecodeLimits
 from ember.plugins.serializers import cbor as cbor_module
@@ -32,6 +33,7 @@ from ember.plugins.serializers.cbor import (
     ACCEPTED_TAGS,
     MAX_DECIMAL_DIGITS,
     TAG_BYTEARRAY,
+    TAG_CONVERTED,
     TAG_DATETIME,
     TAG_DECIMAL_TEXT,
     TAG_FROZENSET,
@@ -266,7 +268,10 @@ def test_aware_datetime_text_is_rfc3339() -> None:
 
 
 def test_private_tags_are_unregistered_range() -> None:
-    private = [TAG_TUPLE, TAG_FROZENSET, TAG_BYTEARRAY, TAG_DATETIME, TAG_TIME, TAG_DECIMAL_TEXT]
+    private = [
+        TAG_TUPLE, TAG_FROZENSET, TAG_BYTEARRAY, TAG_DATETIME, TAG_TIME, TAG_DECIMAL_TEXT,
+        TAG_CONVERTED,
+    ]
 
     assert all(tag >= 32768 for tag in private)
     assert len(set(private)) == len(private)
@@ -742,6 +747,46 @@ def test_simple_value_bytes_inside_strings_decode() -> None:
 )
 def test_map_used_as_key_is_rejected(data: bytes) -> None:
     assert_rejected(data, "used as a map key or set item")
+
+
+class Sealed:
+    """A converted type whose pickling would fail, as for an object holding a lock."""
+
+    def __init__(self, data: object) -> None:
+        self.data = data
+
+    def __reduce__(self) -> NoReturn:
+        raise RuntimeError("Sealed objects cannot be pickled")
+
+
+@pytest.fixture
+def sealed_converter() -> Iterator[list[object]]:
+    received: list[object] = []
+
+    def from_data(data: object) -> Sealed:
+        received.append(data)
+        return Sealed(data)
+
+    name = register_type(Sealed, name="tests.Sealed", to_data=lambda value: value.data,
+                         from_data=from_data).name
+    yield received
+    converters.remove(name)
+
+
+def test_converted_value_is_not_pickled(sealed_converter: list[object]) -> None:
+    decoded = round_trip([Sealed([1, 2]), {"k": Sealed("x")}])
+
+    assert isinstance(decoded, list)
+    assert isinstance(decoded[0], Sealed)
+    assert decoded[0].data == [1, 2]
+    assert decoded[1]["k"].data == "x"
+
+
+def test_converter_never_sees_simple_values(sealed_converter: list[object]) -> None:
+    data = encode_raw(cbor2.CBORTag(TAG_CONVERTED, ["tests.Sealed", [cbor2.undefined]]))
+
+    assert_rejected(data, "undefined")
+    assert sealed_converter == []
 
 
 def test_untagged_array_key_decodes_as_tuple() -> None:

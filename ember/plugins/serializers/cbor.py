@@ -9,12 +9,13 @@ Invariants:
 - ``dumps`` returns a complete encoding or raises
   :class:`~ember.kernel.errors.SerializationError`. It never falls back to ``str()`` or
   ``repr()``.
-- ``loads`` raises only :class:`~ember.kernel.errors.ProtocolError` with code
-  ``"bad-body"``, whatever the bytes. It accepts exactly the tags in
-  :data:`ACCEPTED_TAGS`, rejects indefinite-length items, duplicate map keys, invalid
-  UTF-8, bytes after the value, simple values other than false, true and null, and maps
-  used as map keys. It returns only the types that ``dumps`` accepts, and runs no code
-  chosen by the data.
+- ``loads`` raises only :class:`~ember.kernel.errors.ProtocolError`, whatever the bytes,
+  with code ``"bad-body"``, or ``"unknown-type"`` for a converted value whose converter
+  is not registered here. It accepts exactly the tags in :data:`ACCEPTED_TAGS`, and
+  rejects indefinite-length items, duplicate map keys, invalid UTF-8, bytes after the
+  value, simple values other than false, true and null, and maps used as map keys. It
+  returns only the types that ``dumps`` accepts. The only code the data can select is
+  the ``from_data`` of a converter registered in this process.
 - ``limits.max_depth`` counts CBOR nesting as cbor2 does: every array, map and tag is one
   level. A tuple or frozenset therefore uses two levels (tag and array), and a tagged
   leaf such as a datetime, UUID or big int adds one.
@@ -500,6 +501,8 @@ def _finish_converted(content: object) -> object:
             f"CBOR tag {TAG_CONVERTED} (converted value) must hold [name, data]",
             code="bad-body",
         )
+    # from_data keeps what it gets, where the check after decoding would not see it.
+    _reject_foreign_values(pair[1])
     return converters.from_wire(pair[0], pair[1])
 
 
@@ -584,11 +587,17 @@ class _ForeignValueFinder(pickle.Pickler):
     def reducer_override(self, obj: object) -> Any:
         if type(obj) in _FOREIGN_TYPES:
             raise _ForeignValueFound(obj)
-        return NotImplemented  # pickle obj as usual
+        # Any other object here is a leaf: a datetime, Decimal or UUID, or a value that a
+        # converter rebuilt from data checked before. An empty tuple stands in for it, so
+        # the pickler neither descends into it nor runs its __reduce__ code.
+        return _EMPTY_TUPLE_REDUCTION
 
 
 class _DiscardingFile:
     write = staticmethod(len)
+
+
+_EMPTY_TUPLE_REDUCTION = (tuple, ())
 
 
 # A pickler is not thread-safe, so each thread keeps its own.
@@ -609,9 +618,8 @@ def _reject_foreign_values(value: object) -> None:
     except _ForeignValueFound as found:
         _finders.finder = None  # a failed dump leaves the pickler's state unknown
         raise _foreign_value_error(found.value) from None
-    except (pickle.PicklingError, RecursionError, ValueError, TypeError):
-        # Nesting deeper than the pickler's recursion allows, or an object it cannot
-        # pickle. The exact walk below decides instead.
+    except RecursionError:
+        # The value nests deeper than the pickler can recurse; the iterative walk decides.
         _finders.finder = None
         _walk_for_foreign_values(value)
     finally:

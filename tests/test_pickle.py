@@ -7,12 +7,14 @@ import decimal
 import logging
 import os
 import pickle
+import secrets
 import uuid
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from ember import Daemon, Proxy, expose
 from ember.kernel.config import Config
 from ember.kernel.errors import ProtocolError, SecurityError
 from ember.kernel.registry import Registry
@@ -162,3 +164,38 @@ def test_opt_in_with_authenticator_warns(registry: Registry,
     assert 3 in stack.accepted
     assert any("quarantine lifted" in record.getMessage() and "'pickle'" in record.getMessage()
                for record in caplog.records)
+
+
+# -- end to end over loopback ----------------------------------------------------------
+
+
+@expose
+class Echo:
+    def echo(self, value: object) -> object:
+        return value
+
+
+def test_daemon_accepting_pickle_without_authenticator_is_refused() -> None:
+    with pytest.raises(SecurityError, match="needs an authenticated session"):
+        Daemon(config=Config.defaults(), accepted_serializers=("cbor", "pickle"),
+               allow_unsafe_serializers=True)
+
+
+def test_lifted_quarantine_works_with_hmac(registry: Registry, tmp_path: Path) -> None:
+    if "hmac" not in registry.names("authenticator"):
+        pytest.skip("the hmac authenticator plugin is not installed")
+    config = Config.defaults().replace(authenticator="hmac", hmac_key=secrets.token_hex(32))
+    daemon = Daemon(config=config, accepted_serializers=("cbor", "pickle"),
+                    allow_unsafe_serializers=True).start()
+    try:
+        uri = daemon.register(Echo(), "echo")
+        with Proxy(uri, config=config, serializer="pickle",
+                   allow_unsafe_serializers=True) as proxy:
+            assert proxy.echo({"when": date(2020, 1, 1)}) == {"when": date(2020, 1, 1)}
+
+            marker = tmp_path / "marker"
+            with pytest.raises(ProtocolError, match=r"'io\.open', which is not on the allowlist"):
+                proxy.echo(Touch(marker))
+            assert not marker.exists()
+    finally:
+        daemon.close(grace=2.0)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import ember.cli.config_command as config_command
+import ember.cli.conformance_command as conformance_command
 import ember.cli.demo as demo
 import ember.cli.echo_server as echo_server
 import ember.cli.keygen as keygen
@@ -17,7 +18,7 @@ from ember.kernel.errors import EmberError
 
 __all__ = ["main"]
 
-_COMMANDS = (demo, echo_server, keygen, plugins_command, config_command)
+_COMMANDS = (demo, echo_server, keygen, plugins_command, config_command, conformance_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

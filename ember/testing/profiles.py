@@ -150,31 +150,35 @@ def run_profile(
     name: str,
     distribution: str = "",
     selected: list[str] | None = None,
+    progress: Callable[[CheckResult], None] | None = None,
 ) -> ConformanceReport:
     """Run the checks of ``kind`` on the registered ``plugin`` object.
 
     Without a profile, only the ``declaration`` check runs; every other check is
     reported as skipped, with the reason, because the suite cannot guess capabilities
-    or key material.
+    or key material. ``progress`` receives each result as soon as it is known.
     """
     catalog = CATALOGS[kind]
     names = catalog.names() if selected is None else list(selected)
     if profile is None:
         report = run_checks(catalog, lambda: _declaration_subject(plugin, kind), plugin=name,
-                            distribution=distribution,
+                            distribution=distribution, progress=progress,
                             selected=[check for check in names if check == "declaration"])
         reason = (f"no conformance profile is published for {kind} {name!r} (entry-point "
                   f"group {PROFILE_GROUP}), so its capabilities are unknown")
-        skipped = [CheckResult(check, "skipped", reason) for check in names
-                   if check != "declaration"]
-        report.results.extend(skipped)
+        for check in names:
+            if check != "declaration":
+                skipped = CheckResult(check, "skipped", reason)
+                report.results.append(skipped)
+                if progress is not None:
+                    progress(skipped)
         return report
 
     if profile.kind != kind:
         raise PluginError(f"the conformance profile of {name!r} describes a {profile.kind}, "
                           f"not a {kind}", plugin=name)
     return run_checks(catalog, lambda: _open_subject(plugin, profile), plugin=name,
-                      distribution=distribution, selected=names)
+                      distribution=distribution, selected=names, progress=progress)
 
 
 @contextlib.contextmanager

@@ -203,12 +203,13 @@ def run_checks(
     plugin: str,
     distribution: str = "",
     selected: Iterator[str] | list[str] | None = None,
+    progress: Callable[[CheckResult], None] | None = None,
 ) -> ConformanceReport:
     """Run every check of ``catalog`` (or the ``selected`` names) on a fresh subject each.
 
     ``open_subject`` returns a context manager that yields a new subject and releases
     its resources (listeners, temporary folders) on exit, so one check cannot disturb
-    the next.
+    the next. ``progress``, if given, receives each result as soon as it is known.
     """
     report = ConformanceReport(plugin=plugin, kind=catalog.kind, distribution=distribution)
     checks = list(catalog) if selected is None else [catalog[name] for name in selected]
@@ -230,6 +231,8 @@ def run_checks(
                 time.perf_counter() - started,
             )
         report.results.append(result)
+        if progress is not None:
+            progress(result)
     return report
 
 

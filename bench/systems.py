@@ -10,6 +10,7 @@ in the table and in the JSON output. A name in ``GROUPS`` selects several rows w
 from __future__ import annotations
 
 import floors
+import secure_stacks
 import stacks
 from contract import System
 
@@ -57,9 +58,11 @@ SYSTEMS: dict[str, System] = {
         ),
     )
 }
+SYSTEMS.update((system.name, system) for system in secure_stacks.SECURE_SYSTEMS)
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "floors": ("raw", "cbor-loop"),
+    "secure": secure_stacks.SECURE_GROUP,
     "all": tuple(SYSTEMS),
 }
 

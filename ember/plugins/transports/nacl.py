@@ -87,7 +87,7 @@ _CLIENT_HELLO_SIZE: Final = len(MAGIC) + KEY_SIZE
 _SERVER_HELLO_SIZE: Final = len(MAGIC) + 2 * KEY_SIZE
 _LENGTH_SIZE: Final = 4
 _MAX_COUNTER: Final = 2**64 - 1
-_READ_CHUNK: Final = 256 * 1024
+_READ_CHUNK: Final = 64 * 1024
 _ENCRYPT = nacl.bindings.crypto_aead_chacha20poly1305_ietf_encrypt
 _DECRYPT = nacl.bindings.crypto_aead_chacha20poly1305_ietf_decrypt
 # The first bytes of a plain ember frame: magic "EM" and protocol version 1.

@@ -33,7 +33,7 @@ from report import (
     format_table,
     to_json,
 )
-from systems import select_systems
+from systems import GROUPS, SYSTEMS, select_systems
 
 # A server has this long to print its address, and a client to connect.
 START_TIMEOUT_SECONDS = 30.0
@@ -213,10 +213,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default="all",
+        default="core",
         metavar="NAMES",
-        help="comma-separated systems or groups: raw, cbor-loop, pyro5, ember, floors, all"
-        " (default: all)",
+        help="comma-separated system or group names, for example floors,pyro5;"
+        f" systems: {', '.join(SYSTEMS)}; groups: {', '.join(GROUPS)} (default: core)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results to FILE")
     parser.add_argument("--repeats", type=int, help="measurement windows per workload (default 3)")

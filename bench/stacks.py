@@ -175,4 +175,5 @@ class EmberClient:
         return data
 
     def close(self) -> None:
-        self._proxy.close()
+        # A proxy's own methods start with ``_ember_``; ``close`` would be a remote call.
+        self._proxy._ember_close()

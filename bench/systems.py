@@ -62,6 +62,7 @@ SYSTEMS.update((system.name, system) for system in secure_stacks.SECURE_SYSTEMS)
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "floors": ("raw", "cbor-loop"),
+    "core": ("raw", "cbor-loop", "pyro5", "ember"),
     "secure": secure_stacks.SECURE_GROUP,
     "all": tuple(SYSTEMS),
 }

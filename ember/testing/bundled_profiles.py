@@ -29,12 +29,27 @@ from ember.testing.resolver_checks import ResolverHarness
 from ember.testing.transport_checks import TransportHarness
 from ember.testing.values import TYPE_NAMES
 
-__all__ = ["cbor", "direct", "ed25519", "hmac", "nacl", "nacl_unix", "tcp", "unix"]
+__all__ = [
+    "cbor",
+    "direct",
+    "ed25519",
+    "hmac",
+    "nacl",
+    "nacl_unix",
+    "pickle",
+    "serpent",
+    "tcp",
+    "unix",
+]
 
 # -- serializers ---------------------------------------------------------------------
 
 #: CBOR carries every type of the catalogue to its own type.
 cbor = ConformanceProfile(SerializerCapabilities(types=frozenset(TYPE_NAMES), formats=("cbor",)))
+#: serpent restores every type of the catalogue (see docs/serializers.md).
+serpent = ConformanceProfile(SerializerCapabilities(types=frozenset(TYPE_NAMES)))
+#: pickle carries every type of the catalogue; its allowlist rejects other classes.
+pickle = ConformanceProfile(SerializerCapabilities(types=frozenset(TYPE_NAMES)))
 
 
 # -- transports ----------------------------------------------------------------------

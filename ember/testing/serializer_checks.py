@@ -308,8 +308,9 @@ def check_trailing_bytes(subject: SerializerSubject) -> None:
     if value is None:
         raise CheckSkipped("the serializer declares none of 'int', 'str', 'list', 'dict'")
     data = _dumps(subject.serializer, value)
-    for suffix_name, suffix in (("a second copy of the value", data), ("a zero byte", b"\x00"),
-                                ("a space", b" ")):
+    # Trailing whitespace is not tried: text formats commonly allow it, and it cannot
+    # carry a second value.
+    for suffix_name, suffix in (("a second copy of the value", data), ("a zero byte", b"\x00")):
         _expect_protocol_error(
             subject.serializer, data + suffix, _DEFAULT_LIMITS,
             f"the encoding of {_short(value)} followed by {suffix_name}",

@@ -168,17 +168,25 @@ def _describe_os_error(error: OSError) -> str:
     return error.strerror or str(error) or type(error).__name__
 
 
-def _check_timeout(seconds: float | None, *, allow_none: bool) -> None:
-    if seconds is None and allow_none:
-        return
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or math.isnan(seconds)
-        or seconds < 0
-    ):
-        expected = "None or a number of seconds >= 0" if allow_none else "seconds >= 0"
-        raise UsageError(f"invalid timeout {seconds!r}: expected {expected}")
+def _check_timeout(seconds: float | None) -> None:
+    """Accept ``None`` (wait forever) or a finite number of seconds >= 0."""
+    if seconds is not None and not (_is_finite_number(seconds) and seconds >= 0):
+        raise UsageError(
+            f"invalid timeout {seconds!r}: expected None or a number of seconds >= 0"
+        )
+
+
+def _check_connect_timeout(seconds: float) -> None:
+    if not (_is_finite_number(seconds) and seconds > 0):
+        raise UsageError(f"invalid timeout {seconds!r}: expected a number of seconds > 0")
+
+
+def _is_finite_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 class TcpStream(Stream):
@@ -230,7 +238,7 @@ class TcpStream(Stream):
             raise self._failure("writing to", error) from error
 
     def set_timeout(self, seconds: float | None) -> None:
-        _check_timeout(seconds, allow_none=True)
+        _check_timeout(seconds)
         with self._close_lock:
             if self._closed:
                 return
@@ -315,7 +323,7 @@ class TcpListener(Listener):
         self._running_accepts = 0
 
     def accept(self, timeout: float | None) -> TcpStream | None:
-        _check_timeout(timeout, allow_none=True)
+        _check_timeout(timeout)
         with self._lock:
             if self._closed:
                 raise ConnectionClosed(f"cannot accept on {self.address}: the listener is closed")
@@ -468,7 +476,7 @@ class TcpTransport(Transport):
     ) -> TcpStream:
         """Connect to ``address`` within ``timeout`` seconds; the stream has no timeout."""
         address = _require_address(address)
-        _check_timeout(timeout, allow_none=False)
+        _check_connect_timeout(timeout)
 
         try:
             sock = socket.create_connection((address.host, address.port), timeout=timeout)

@@ -18,6 +18,9 @@ __all__ = [
     "Workload",
     "collect_machine_facts",
     "evaluate_ratios",
+    "format_cpu_table",
+    "format_machine_facts",
+    "format_per_call_times",
     "format_ratios",
     "format_table",
     "to_json",
@@ -66,6 +69,10 @@ class Measurement:
     workload: Workload
     calls_per_second: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
+    #: CPU seconds per call of every repeat: all client processes together, and the
+    #: server process (empty where the platform does not report it).
+    client_cpu_per_call: list[float] = field(default_factory=list)
+    server_cpu_per_call: list[float] = field(default_factory=list)
     note: str | None = None
     error: str | None = None
 
@@ -79,6 +86,16 @@ class Measurement:
     def median_throughput(self) -> float | None:
         rate = self.median_rate
         return None if rate is None else self.workload.throughput(rate)
+
+    @property
+    def median_cpu_per_call(self) -> tuple[float, float] | None:
+        """Median CPU seconds per call of the clients and of the server, if measured."""
+        if not self.client_cpu_per_call or not self.server_cpu_per_call:
+            return None
+        return (
+            statistics.median(self.client_cpu_per_call),
+            statistics.median(self.server_cpu_per_call),
+        )
 
     @property
     def spread_percent(self) -> float | None:
@@ -95,7 +112,8 @@ class Ratio:
     """A ratio of two medians, with the target it must meet if it has one.
 
     With ``per_call_time`` set, the ratio is of the time per call, which is the inverse
-    of the ratio of call rates. A ratio without ``minimum`` or ``maximum`` is shown for
+    of the ratio of call rates. With ``cpu_time`` set, it is of the CPU time per call of
+    clients and server together. A ratio without ``minimum`` or ``maximum`` is shown for
     context only.
     """
 
@@ -105,6 +123,7 @@ class Ratio:
     minimum: float | None = None
     maximum: float | None = None
     per_call_time: bool = False
+    cpu_time: bool = False
 
     @property
     def target(self) -> str | None:
@@ -166,16 +185,34 @@ RATIOS: tuple[Ratio, ...] = (
         ("cbor-loop", "ping-8"),
         ("pyro5", "ping-8"),
     ),
+    # CPU time is far less disturbed than wall-clock time by other load on the machine.
+    Ratio(
+        "ember/cbor-loop CPU time per small call",
+        ("ember", "ping"),
+        ("cbor-loop", "ping"),
+        cpu_time=True,
+    ),
+    Ratio(
+        "ember/pyro5 CPU time per small call",
+        ("ember", "ping"),
+        ("pyro5", "ping"),
+        cpu_time=True,
+    ),
 )
 
 
 def evaluate_ratios(measurements: list[Measurement]) -> list[dict[str, Any]]:
     """Compute every ratio whose two medians exist; the others get the value None."""
     rates = {(m.system, m.workload.name): m.median_rate for m in measurements}
+    cpu_times = {
+        (m.system, m.workload.name): sum(cpu) if (cpu := m.median_cpu_per_call) else None
+        for m in measurements
+    }
     evaluated = []
     for ratio in RATIOS:
-        top = rates.get(ratio.numerator)
-        bottom = rates.get(ratio.denominator)
+        source = cpu_times if ratio.cpu_time else rates
+        top = source.get(ratio.numerator)
+        bottom = source.get(ratio.denominator)
         value: float | None = None
         if top and bottom:
             value = bottom / top if ratio.per_call_time else top / bottom
@@ -185,6 +222,7 @@ def evaluate_ratios(measurements: list[Measurement]) -> list[dict[str, Any]]:
                 "numerator": "/".join(ratio.numerator),
                 "denominator": "/".join(ratio.denominator),
                 "per_call_time": ratio.per_call_time,
+                "cpu_time": ratio.cpu_time,
                 "value": value,
                 "target": ratio.target,
                 "met": None if value is None else ratio.is_met(value),
@@ -222,15 +260,52 @@ def format_table(system_names: list[str], measurements: list[Measurement]) -> st
             continue
         rows.append([workload.name, workload.unit, *cells])
 
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    return _align(rows, left_columns=2)
+
+
+def _align(rows: list[list[str]], left_columns: int) -> str:
+    """Lay out ``rows`` as columns with a rule under the header row.
+
+    The first ``left_columns`` columns are left-aligned and the rest right-aligned.
+    """
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = []
     for index, row in enumerate(rows):
-        first = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        rest = [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
-        lines.append("  ".join(first + rest))
+        cells = [
+            cell.ljust(width) if column < left_columns else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells))
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def _format_cpu(measurement: Measurement | None) -> str:
+    if measurement is None or measurement.error is not None:
+        return "-"
+    cpu = measurement.median_cpu_per_call
+    if cpu is None:
+        return "-"
+    client, server = (_format_microseconds(seconds) for seconds in cpu)
+    return f"{client} + {server}"
+
+
+def _format_microseconds(seconds: float) -> str:
+    microseconds = seconds * 1e6
+    return f"{microseconds:,.0f}" if microseconds >= 100 else f"{microseconds:.1f}"
+
+
+def format_cpu_table(system_names: list[str], measurements: list[Measurement]) -> str:
+    """Return the CPU time per call in µs, clients + server, per workload and system."""
+    by_key = {(m.system, m.workload.name): m for m in measurements}
+    rows = [["workload", *system_names]]
+    for workload in WORKLOADS:
+        cells = [_format_cpu(by_key.get((name, workload.name))) for name in system_names]
+        if all(cell == "-" for cell in cells):
+            continue
+        rows.append([workload.name, *cells])
+    return "CPU µs per call, clients + server (median):\n" + _align(rows, left_columns=1)
 
 
 def format_ratios(evaluated: list[dict[str, Any]]) -> str:
@@ -334,6 +409,8 @@ def to_json(
                 "median_calls_per_second": measurement.median_rate,
                 "calls_per_second": measurement.calls_per_second,
                 "calls": measurement.calls,
+                "client_cpu_seconds_per_call": measurement.client_cpu_per_call,
+                "server_cpu_seconds_per_call": measurement.server_cpu_per_call,
                 "note": measurement.note,
                 "error": measurement.error,
             }

@@ -27,6 +27,7 @@ from report import (
     Workload,
     collect_machine_facts,
     evaluate_ratios,
+    format_cpu_table,
     format_machine_facts,
     format_per_call_times,
     format_ratios,
@@ -80,22 +81,20 @@ class Runner:
         self._lifetime = str(worker_lifetime)
 
     def run(self, systems: list[System]) -> list[Measurement]:
-        servers: list[ChildProcess] = []
+        servers: dict[str, ChildProcess] = {}
         addresses: dict[str, str] = {}
         server_errors: dict[str, str] = {}
         try:
             for system in systems:
-                servers.append(
-                    self._register.start(
-                        f"{system.name} server",
-                        ["server", system.name, "--lifetime", self._lifetime],
-                    )
+                servers[system.name] = self._register.start(
+                    f"{system.name} server",
+                    ["server", system.name, "--lifetime", self._lifetime],
                 )
-            for system, server in zip(systems, servers, strict=True):
+            for name, server in servers.items():
                 try:
-                    addresses[system.name] = self._read_address(server)
+                    addresses[name] = self._read_address(server)
                 except ChildError as error:
-                    server_errors[system.name] = str(error)
+                    server_errors[name] = str(error)
 
             measurements: list[Measurement] = []
             for workload in WORKLOADS:
@@ -103,10 +102,10 @@ class Runner:
                 for name, error in server_errors.items():
                     measurements.append(Measurement(name, workload, error=error))
                 running = [system for system in systems if system.name in addresses]
-                measurements.extend(self._run_workload(running, addresses, workload))
+                measurements.extend(self._run_workload(running, servers, addresses, workload))
             return measurements
         finally:
-            self._register.stop(servers)
+            self._register.stop(list(servers.values()))
 
     def _read_address(self, server: ChildProcess) -> str:
         line = server.read_line(START_TIMEOUT_SECONDS)
@@ -116,7 +115,11 @@ class Runner:
         return line[len(prefix) :]
 
     def _run_workload(
-        self, systems: list[System], addresses: dict[str, str], workload: Workload
+        self,
+        systems: list[System],
+        servers: dict[str, ChildProcess],
+        addresses: dict[str, str],
+        workload: Workload,
     ) -> list[Measurement]:
         if not systems:
             return []
@@ -154,13 +157,10 @@ class Runner:
                     if measurement.error is not None:
                         continue
                     try:
-                        calls, rate = self._measure_once(clients[system.name], workload)
+                        self._measure_once(servers[system.name], clients[system.name], measurement)
                     except ChildError as error:
                         measurement.error = str(error)
                         self._register.stop(clients.pop(system.name))
-                        continue
-                    measurement.calls.append(calls)
-                    measurement.calls_per_second.append(rate)
         finally:
             self._register.stop([child for group in clients.values() for child in group])
         return list(measurements.values())
@@ -181,25 +181,35 @@ class Runner:
         notes = {client.read_event("warmed", timeout).get("note") for client in clients}
         return next((note for note in notes if note), None)
 
-    def _measure_once(self, clients: list[ChildProcess], workload: Workload) -> tuple[int, float]:
-        """Run one window on all clients at once; return total calls and calls per second.
+    def _measure_once(
+        self, server: ChildProcess, clients: list[ChildProcess], measurement: Measurement
+    ) -> None:
+        """Run one window on all clients at once and add its figures to ``measurement``.
 
         The rate is the total of calls divided by the time from the first client's start
         to the last client's end, so a client that starts late can only lower it.
         """
         delay = START_DELAY_PER_CLIENT_SECONDS * len(clients)
         command = {
-            **self._command("run", workload),
+            **self._command("run", measurement.workload),
             "seconds": self._settings.window_seconds,
             "start_at": time.monotonic() + delay,
         }
+        server_cpu_before = server.cpu_seconds()
         for client in clients:
             client.send(command)
         timeout = delay + self._settings.window_seconds + CALL_TIMEOUT_SECONDS + 5.0
         events = [client.read_event("result", timeout) for client in clients]
+        server_cpu_after = server.cpu_seconds()
+
         calls = sum(int(event["calls"]) for event in events)
         elapsed = max(event["end"] for event in events) - min(event["start"] for event in events)
-        return calls, calls / elapsed
+        measurement.calls.append(calls)
+        measurement.calls_per_second.append(calls / elapsed)
+        client_cpu = sum(float(event["cpu_seconds"]) for event in events)
+        measurement.client_cpu_per_call.append(client_cpu / calls)
+        if server_cpu_before is not None and server_cpu_after is not None:
+            measurement.server_cpu_per_call.append((server_cpu_after - server_cpu_before) / calls)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -270,6 +280,8 @@ def print_results(
 ) -> None:
     print()
     print(format_table(system_names, measurements))
+    print()
+    print(format_cpu_table(system_names, measurements))
     print()
     print(format_per_call_times(measurements))
     print(format_ratios(evaluated))

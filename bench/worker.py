@@ -169,7 +169,12 @@ def verify_echo(client: BenchClient, size: int) -> None:
 
 
 def run_window(call: Callable[[], None], seconds: float, max_calls: int) -> dict[str, Any]:
-    """Call repeatedly for ``seconds`` (at least once, at most ``max_calls`` times)."""
+    """Call repeatedly for ``seconds`` (at least once, at most ``max_calls`` times).
+
+    Returns the number of calls, the start and end on the monotonic clock, and the CPU
+    time this process used meanwhile.
+    """
+    cpu_start = time.process_time()
     start = time.monotonic()
     deadline = start + seconds
     calls = 0
@@ -179,7 +184,8 @@ def run_window(call: Callable[[], None], seconds: float, max_calls: int) -> dict
         if time.monotonic() >= deadline:
             break
     end = time.monotonic()
-    return {"calls": calls, "start": start, "end": end}
+    cpu_seconds = time.process_time() - cpu_start
+    return {"calls": calls, "start": start, "end": end, "cpu_seconds": cpu_seconds}
 
 
 def handle_command(client: BenchClient, command: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from ember.kernel.protocol import (
     encode_control,
     encode_frame,
 )
-from ember.kernel.state import ConnectionState, Role
+from ember.kernel.state import ConnectionState, Role, State
 from ember.kernel.transport import PEER_ADDRESS, Stream
 
 __all__ = ["FramedConnection"]
@@ -60,7 +60,7 @@ class FramedConnection:
         self.state = ConnectionState(role)
         self.session: Session | None = None
         self.peer_address: object = stream.get_peer_detail(PEER_ADDRESS)
-        self._decoder = FrameDecoder(max_body)
+        self._decoder = FrameDecoder(MAX_CONTROL_BODY)
         self._write_lock = threading.Lock()
         self._closed = False
         self._timeout: float | None = -1.0  # unknown until the first read sets it
@@ -118,6 +118,9 @@ class FramedConnection:
         :class:`~ember.kernel.errors.EmberTimeout`, ProtocolError or SecurityError.
         """
         decoder = self._decoder
+        # Before the handshake ends only control frames are legal, so a peer that has
+        # not authenticated cannot make this side buffer a body of max_body bytes.
+        decoder.max_body = self.max_body if self.state.state is State.READY else MAX_CONTROL_BODY
         result = decoder.next_frame()
         if isinstance(result, Frame):
             return self._accept(result)

@@ -29,7 +29,10 @@ from systems import SYSTEMS
 from worker import make_call
 
 START_TIMEOUT_SECONDS = 30.0
+
+# The warm-up ends after this many calls or seconds, whichever comes first.
 WARMUP_CALLS = 500
+WARMUP_SECONDS = 2.0
 
 # The loop ends after --calls calls or this many seconds, whichever comes first.
 MAX_PROFILE_SECONDS = 60.0
@@ -46,8 +49,11 @@ def profile_client(system_name: str, address: str, arguments: argparse.Namespace
     client = SYSTEMS[system_name].make_client(address)
     try:
         call = make_call(client, arguments.method, arguments.size)
+        warmup_deadline = time.monotonic() + WARMUP_SECONDS
         for _ in range(WARMUP_CALLS):
             call()
+            if time.monotonic() >= warmup_deadline:
+                break
 
         profiler = cProfile.Profile()
         deadline = time.monotonic() + MAX_PROFILE_SECONDS

@@ -11,7 +11,7 @@ import pytest
 
 from ember.kernel.config import Config
 from ember.kernel.registry import BUNDLED_DISTRIBUTION, Registry
-from ember.testing.profiles import CATALOGS, find_profile, run_profile
+from ember.testing.profiles import CATALOGS, find_profile, lookup_plugin, run_profile
 
 REGISTRY = Registry.load(Config.defaults())
 
@@ -54,7 +54,7 @@ def test_bundled_plugin_check(kind, name, check):
     if profile is None:
         pytest.skip(f"bundled {kind} {name!r} publishes no conformance profile; "
                     f"test_every_bundled_plugin_publishes_a_profile fails for it")
-    plugin = getattr(REGISTRY, kind)(name)
+    plugin = lookup_plugin(REGISTRY, kind, name)
 
     [result] = run_profile(plugin, kind, profile, name=name, selected=[check]).results
 

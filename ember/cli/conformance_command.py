@@ -20,7 +20,13 @@ from pathlib import Path
 from ember.kernel.config import Config
 from ember.kernel.errors import ConfigError, PluginError
 from ember.kernel.registry import Registry
-from ember.testing.profiles import CATALOGS, PROFILE_GROUP, find_profile, run_profile
+from ember.testing.profiles import (
+    CATALOGS,
+    PROFILE_GROUP,
+    find_profile,
+    lookup_plugin,
+    run_profile,
+)
 from ember.testing.suite import CheckResult, ConformanceReport
 
 __all__ = ["add_parser", "render_summary", "run"]
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
               f"see 'ember conformance --plugin {args.plugin} --list-checks'", file=sys.stderr)
         return EXIT_USAGE
 
-    plugin = getattr(registry, kind)(args.plugin)
+    plugin = lookup_plugin(registry, kind, args.plugin)
     distribution = _distribution(registry, kind, args.plugin)
     profile = find_profile(args.plugin, kind)
     print(f"ember conformance: {kind} {args.plugin!r} from distribution {distribution!r}")

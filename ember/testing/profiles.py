@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ember.kernel.errors import PluginError
+from ember.kernel.registry import Registry
 from ember.testing.authenticator_checks import (
     AUTHENTICATOR_CHECKS,
     AuthenticatorHarness,
@@ -56,7 +57,14 @@ from ember.testing.transport_checks import (
     open_transport_subject,
 )
 
-__all__ = ["CATALOGS", "PROFILE_GROUP", "ConformanceProfile", "find_profile", "run_profile"]
+__all__ = [
+    "CATALOGS",
+    "PROFILE_GROUP",
+    "ConformanceProfile",
+    "find_profile",
+    "lookup_plugin",
+    "run_profile",
+]
 
 #: The entry-point group that conformance profiles are published under.
 PROFILE_GROUP = "ember.conformance"
@@ -106,6 +114,21 @@ class ConformanceProfile:
     @property
     def kind(self) -> str:
         return _KIND_OF_CAPABILITIES[type(self.capabilities)]
+
+
+def lookup_plugin(registry: Registry, kind: str, name: str) -> Any:
+    """Return the registered plugin object of ``kind`` named ``name``.
+
+    Raises :class:`~ember.kernel.errors.PluginError` if none is registered.
+    """
+    if kind != "resolver":
+        return getattr(registry, kind)(name)
+    # The registry looks resolvers up by URI scheme; their records carry the schemes.
+    for record in registry.records:
+        if (record.kind == "resolver" and record.name == name and record.status == "loaded"
+                and record.schemes):
+            return registry.resolver_for_scheme(record.schemes[0])
+    raise PluginError(f"resolver {name!r} is not registered", plugin=name)
 
 
 def find_profile(

@@ -1,0 +1,1 @@
+"""Plugins with one deliberate fault each; see pyproject.toml for the list."""

@@ -46,7 +46,7 @@ BENCH_DIRECTORY = Path(__file__).resolve().parent
 
 
 def prepare_keys() -> Path:
-    """Return the folder of throwaway keys, creating it in the first process that asks."""
+    """Return the folder of throwaway keys, creating it in the first process that calls this."""
     existing = os.environ.get(KEY_FOLDER_VARIABLE)
     if existing and Path(existing).is_dir():
         return Path(existing)
@@ -283,63 +283,120 @@ TARGETS = (
 )
 
 
-def print_targets(results: list[dict[str, Any]]) -> bool:
-    """Print each ratio against its target; return ``True`` if all were met."""
+def print_targets(results: list[dict[str, Any]]) -> None:
+    """Print each ratio of run.py's medians against its target."""
     medians = {(r["system"], r["workload"]["name"]): r["median"] for r in results}
-    all_met = True
     print("\nsecure stack targets (median of the windows):")
     for target in TARGETS:
         value = medians.get((target.system, target.workload))
         baseline = medians.get((target.baseline, target.workload))
         if not value or not baseline:
             print(f"  {target.system}/{target.baseline} {target.workload}: not measured")
-            all_met = False
             continue
         ratio = value / baseline
         verdict = "met" if ratio >= target.minimum else "MISSED"
-        all_met &= ratio >= target.minimum
         print(f"  {target.system}/{target.baseline} {target.workload}: {ratio:.2f} "
               f"(target >= {target.minimum:.2f}) {verdict}")
-    return all_met
 
 
-def measure_connection_rate(system: System, seconds: float, max_connections: int) -> float:
-    """Return new connections per second, each with its handshake and one ping."""
-    server = subprocess.Popen(
-        [sys.executable, str(BENCH_DIRECTORY / "worker.py"), "server", system.name,
-         "--lifetime", str(seconds + 60)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline().strip()
+class ServerProcess:
+    """A benchmark server in a worker process, ended through its stdin, then by PID."""
+
+    def __init__(self, system: System, lifetime: float) -> None:
+        self.system = system
+        self.process = subprocess.Popen(
+            [sys.executable, str(BENCH_DIRECTORY / "worker.py"), "server", system.name,
+             "--lifetime", str(lifetime)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
         if not line.startswith("READY "):
+            self.stop()
             raise RuntimeError(f"{system.name} server did not start: {line!r}")
-        address = line.split(" ", 1)[1]
+        self.address = line.split(" ", 1)[1]
 
-        make_client = system.make_client
-        if system.name == PLAIN_EMBER.name:
-            make_client = _client_maker(PLAIN_EMBER)
-        client = make_client(address)  # warm-up: imports and first connection
+    def make_client(self) -> BenchClient:
+        if self.system.name == PLAIN_EMBER.name:
+            return SecureEmberClient(PLAIN_EMBER, self.address)
+        return self.system.make_client(self.address)
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def measure_connection_rate(server: ServerProcess, seconds: float,
+                            max_connections: int) -> float:
+    """Return new connections per second, each with its handshake and one ping."""
+    client = server.make_client()  # warm-up: imports and first connection
+    client.ping()
+    client.close()
+
+    count = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while count < max_connections and time.perf_counter() < deadline:
+        client = server.make_client()
         client.ping()
         client.close()
+        count += 1
+    return count / (time.perf_counter() - started)
 
-        count = 0
-        started = time.perf_counter()
-        deadline = started + seconds
-        while count < max_connections and time.perf_counter() < deadline:
-            client = make_client(address)
-            client.ping()
-            client.close()
-            count += 1
-        return count / (time.perf_counter() - started)
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+
+def measure_best_rates(servers: list[ServerProcess], rounds: int,
+                       window: float) -> dict[str, dict[str, float]]:
+    """Return the best ping rate (calls/s) and 16 MiB echo rate (MiB/s) per system.
+
+    The systems take turns in short windows, and the best window of each counts. Load
+    from other processes only ever slows a window down, so the best window is the
+    closest to the stack's own cost, and ratios of best windows hold up on a busy
+    machine where medians do not.
+    """
+    clients = {server.system.name: server.make_client() for server in servers}
+    payload = os.urandom(16 * 1024 * 1024)
+    best: dict[str, dict[str, float]] = {name: {"ping": 0.0, "echo-16MiB": 0.0}
+                                         for name in clients}
+    for client in clients.values():
+        client.ping()
+        client.echo(payload)
+    for _ in range(rounds):
+        for name, client in clients.items():
+            calls = 0
+            started = time.perf_counter()
+            while calls < 100_000 and time.perf_counter() - started < window:
+                client.ping()
+                calls += 1
+            rate = calls / (time.perf_counter() - started)
+            best[name]["ping"] = max(best[name]["ping"], rate)
+
+            started = time.perf_counter()
+            echoed = client.echo(payload)
+            throughput = 16 / (time.perf_counter() - started)
+            if len(echoed) != len(payload):
+                raise RuntimeError(f"{name} echoed {len(echoed)} bytes of {len(payload)}")
+            best[name]["echo-16MiB"] = max(best[name]["echo-16MiB"], throughput)
+    for client in clients.values():
+        client.close()
+    return best
+
+
+def print_best_targets(best: dict[str, dict[str, float]]) -> None:
+    print("\nsecure stack targets (best of interleaved windows):")
+    for target in TARGETS:
+        value = best.get(target.system, {}).get(target.workload)
+        baseline = best.get(target.baseline, {}).get(target.workload)
+        if not value or not baseline:
+            print(f"  {target.system}/{target.baseline} {target.workload}: not measured")
+            continue
+        ratio = value / baseline
+        verdict = "met" if ratio >= target.minimum else "MISSED"
+        print(f"  {target.system}/{target.baseline} {target.workload}: {ratio:.2f} "
+              f"(target >= {target.minimum:.2f}) {verdict}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,43 +405,64 @@ def main(argv: list[str] | None = None) -> int:
                         help="short windows: a smoke test, not a result")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="also write run.py's results and the connection rates to FILE")
+    parser.add_argument("--no-table", action="store_true",
+                        help="skip run.py's table and measure only the interleaved best "
+                             "windows and the connection rates")
     arguments = parser.parse_args(argv)
 
     import run
     from systems import SYSTEMS
 
     prepare_keys()
-    with tempfile.TemporaryDirectory() as scratch:
-        results_path = Path(scratch) / "results.json"
-        run_arguments = ["--only", ",".join(SECURE_GROUP), "--json", str(results_path)]
-        if arguments.quick:
-            run_arguments.append("--quick")
-        status = run.main(run_arguments)
-        document = json.loads(results_path.read_text(encoding="utf-8")) \
-            if results_path.exists() else {"results": []}
-    all_met = print_targets(document["results"])
+    status = 0
+    document: dict[str, Any] = {"results": []}
+    if not arguments.no_table:
+        with tempfile.TemporaryDirectory() as scratch:
+            results_path = Path(scratch) / "results.json"
+            run_arguments = ["--only", ",".join(SECURE_GROUP), "--json", str(results_path)]
+            if arguments.quick:
+                run_arguments.append("--quick")
+            status = run.main(run_arguments)
+            if results_path.exists():
+                document = json.loads(results_path.read_text(encoding="utf-8"))
+        print_targets(document["results"])
 
     seconds = 0.5 if arguments.quick else 3.0
+    rounds = 2 if arguments.quick else 12
+    servers: list[ServerProcess] = []
     rates: dict[str, float | str] = {}
-    print(f"\nnew connections per second (connect, handshake, one ping, close; "
-          f"{seconds:g} s, one client):")
-    for name in SECURE_GROUP:
-        system = SYSTEMS[name]
-        try:
-            system.check_available()
-            rate = measure_connection_rate(system, seconds, max_connections=100_000)
-        except (SystemUnavailable, RuntimeError, OSError) as error:
-            rates[name] = f"failed: {error}"
-            print(f"  {name:16} failed: {error}")
-            continue
-        rates[name] = rate
-        print(f"  {name:16} {rate:8.0f} /s")
+    try:
+        for name in SECURE_GROUP:
+            system = SYSTEMS[name]
+            try:
+                system.check_available()
+                servers.append(ServerProcess(system, lifetime=rounds * 20 + seconds * 10 + 120))
+            except (SystemUnavailable, RuntimeError, OSError) as error:
+                rates[name] = f"failed: {error}"
+                print(f"{name}: not measured: {error}", file=sys.stderr)
+
+        best = measure_best_rates(servers, rounds, window=0.25)
+        print("\nbest of interleaved windows, one connection:")
+        for name, values in best.items():
+            print(f"  {name:16} ping {values['ping']:8.0f} calls/s   "
+                  f"echo-16MiB {values['echo-16MiB']:6.1f} MiB/s")
+        print_best_targets(best)
+        document["best_rates"] = best
+
+        print(f"\nnew connections per second (connect, handshake, one ping, close; "
+              f"{seconds:g} s, one client):")
+        for server in servers:
+            rate = measure_connection_rate(server, seconds, max_connections=100_000)
+            rates[server.system.name] = rate
+            print(f"  {server.system.name:16} {rate:8.0f} /s")
+    finally:
+        for server in servers:
+            server.stop()
 
     if arguments.json is not None:
         document["connection_rates"] = rates
         arguments.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     # As in run.py, a missed target is reported but does not change the exit status.
-    del all_met
     return status
 
 

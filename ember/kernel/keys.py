@@ -1,8 +1,8 @@
 """Loading and writing key material: key files and ``EMBER_*`` secrets.
 
-A key file is UTF-8 text. Lines starting with ``#`` are comments; the first other line
-holds the key in hexadecimal. Only the owner may read or write a file that holds a
-secret: a secret key file whose mode grants any permission to the group or to other
+A key file is UTF-8 text. Lines starting with ``#`` are comments, and the first other
+line contains the key in hexadecimal. Only the owner may access a file that contains a
+secret. A secret key file whose mode grants any permission to the group or to other
 users is rejected with the ``chmod`` command that fixes it. Public keys are not secret
 and may be shared, printed and put in URIs.
 
@@ -34,7 +34,7 @@ _GROUP_OTHER_BITS = stat.S_IRWXG | stat.S_IRWXO
 def check_owner_only(path: Path, *, what: str) -> os.stat_result:
     """Raise SecurityError unless ``path`` is a regular file only its owner can access.
 
-    Symbolic links are followed, because the target is the file that holds the secret.
+    Symbolic links are followed, because the target is the file that contains the secret.
     """
     try:
         info = path.stat()
@@ -95,7 +95,8 @@ def load_key_file(path: str | os.PathLike[str], *, what: str, secret: bool,
         if stripped and not stripped.startswith("#"):
             return decode_hex_key(stripped, what=f"{what} in {str(file_path)!r}", size=size,
                                   min_size=min_size)
-    raise ConfigError(f"{what} file {str(file_path)!r} holds no key line", setting=what)
+    raise ConfigError(f"{what} file {str(file_path)!r} contains no key line; add the key "
+                      "in hexadecimal or create the file with 'ember keygen'", setting=what)
 
 
 def load_secret(options: Mapping[str, object], *, file_setting: str, value_setting: str,

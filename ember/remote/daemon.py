@@ -143,8 +143,8 @@ class Daemon:
         self._listener: Listener = transport.listen(bind_address, self._options)
         self.address = self._listener.address
         self.location = transport.format_address(self.address)
-        # A transport may ask for options in every URI, such as the public key a client
-        # of an encrypted transport pins; they are public by contract.
+        # A listener may list options for every URI, such as the public key that clients
+        # of an encrypted transport pin. These options are public by contract.
         self._uri_params: tuple[tuple[str, str], ...] = tuple(
             getattr(self._listener, "uri_params", ()))
 

@@ -16,7 +16,7 @@ The ephemeral keys are fresh X25519 keys. The frame keys come from HKDF-SHA256 o
 their shared secret, salted with SHA-256 of ``C1 | S2 | C3``, so the session has forward
 secrecy, and a signature covers both ephemeral keys, so it is useless on any other
 connection. A daemon without a key of its own sends 96 zero bytes after its ephemeral
-key; a client that pins the daemon's key (``ed25519_server_key``) then fails.
+key. A client that pins the daemon's key (``ed25519_server_key``) then fails.
 
 Authorized-keys file: one ``NAME HEX_PUBLIC_KEY`` per line, ``#`` starts a comment.
 The daemon checks the file's size and modification time on every handshake and rereads

@@ -1,7 +1,7 @@
 """What the bundled authenticators share: key derivation, the per-frame MAC session,
 and opaque authentication failures.
 
-Per-frame protection: after a handshake each side holds two 32-byte keys, one per
+Per-frame protection: after a handshake each side has two 32-byte keys, one per
 direction. The tag of a frame is ``HMAC-SHA256(direction_key, counter || frame)``,
 where ``counter`` is the 8-byte big-endian number of frames sent before it in that
 direction, starting at 0. The counter never travels on the wire. So a replayed or
@@ -67,8 +67,8 @@ def derive_keys(secret: bytes, salt: bytes, label: bytes) -> tuple[bytes, bytes]
 def x25519(private_key: bytes, peer_public_key: bytes) -> bytes | None:
     """Return the X25519 shared secret, or ``None`` for a peer key of small order.
 
-    libsodium refuses a result of all zeros, which a peer forces by sending a point of
-    small order; the caller treats ``None`` as a failed handshake.
+    libsodium rejects a result of all zeros, which a peer forces by sending a point of
+    small order. The caller treats ``None`` as a failed handshake.
     """
     try:
         return bytes(nacl.bindings.crypto_scalarmult(private_key, peer_public_key))
@@ -79,7 +79,7 @@ def x25519(private_key: bytes, peer_public_key: bytes) -> bytes | None:
 def authentication_failure(reason: str) -> AuthenticationFailed:
     """Return the opaque error for a failed handshake, with ``reason`` as a note.
 
-    The message stays "authentication failed", so a peer that sees it learns nothing.
+    The message stays "authentication failed", so the peer learns nothing from it.
     The daemon logs the notes locally. ``reason`` must never contain key material.
     """
     error = AuthenticationFailed()

@@ -35,8 +35,8 @@ class Greeter:
 class ExposedTcp(TcpTransport):
     """TCP that reports its loopback address as reachable from other hosts.
 
-    Binding a real public address is out of bounds for tests, so this stands in for it:
-    the policy only asks the transport whether an address is loopback.
+    Tests must not bind a public address, so this transport replaces one. The policy
+    only asks the transport whether an address is loopback.
     """
 
     name = "tcp-exposed"

@@ -149,7 +149,7 @@ def test_stale_socket_replaced(socket_dir: Path) -> None:
     path = socket_dir / "d.sock"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
-    stale.close()  # the file stays, nobody accepts on it
+    stale.close()  # the file stays, and no process accepts on it
 
     with serve(path) as daemon, Proxy(daemon.uri_for("caller"), config=unix_config()) as proxy:
         assert proxy.describe()["peer_uid"] == os.getuid()
@@ -227,7 +227,7 @@ def test_other_uid_rejected_in_forked_child(socket_dir: Path) -> None:
         os.chmod(socket_dir.parent, 0o755)
         read_end, write_end = os.pipe()
         pid = os.fork()
-        if pid == 0:  # child: become nobody, try to call, report the outcome
+        if pid == 0:  # child: switch to uid 65534, try to call, report the outcome
             os.close(read_end)
             outcome = b"?"
             try:

@@ -85,6 +85,7 @@ class Flag(enum.IntFlag):
 _FLAGS_ALLOWED: Final = {
     MessageType.CALL: Flag.ONEWAY | Flag.GET_ATTRIBUTE | Flag.SET_ATTRIBUTE,
 }
+_GET_AND_SET: Final = int(Flag.GET_ATTRIBUTE | Flag.SET_ATTRIBUTE)
 _CONTROL_TYPES: Final = frozenset(
     {MessageType.HELLO, MessageType.WELCOME, MessageType.AUTH, MessageType.ERROR}
 )
@@ -264,6 +265,12 @@ class FrameDecoder:
         if unknown_flags:
             raise ProtocolError(
                 f"flags 0x{unknown_flags:04x} are not defined for {kind.name} frames",
+                code="bad-flags",
+            )
+        if flags & _GET_AND_SET == _GET_AND_SET:
+            raise ProtocolError(
+                "CALL frame sets both GET_ATTRIBUTE and SET_ATTRIBUTE; a request reads or "
+                "writes a property, never both",
                 code="bad-flags",
             )
 

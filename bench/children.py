@@ -151,7 +151,7 @@ class ChildProcess:
                 break
             except subprocess.TimeoutExpired:
                 continue
-        # The reader thread sees end of file once the process is gone; closing stdout
+        # The reader thread reaches end of file once the process is gone. Closing stdout
         # under a thread still reading it would raise in that thread.
         self._reader.join(timeout=STOP_GRACE_SECONDS)
         if self.process.stdout is not None and not self._reader.is_alive():

@@ -22,8 +22,8 @@ __all__ = [
 ]
 
 # Upper bound on one call in every client, so a stalled server fails the run instead of
-# hanging it. A 16 MiB echo through Pyro5 and serpent takes well under a second on a
-# current machine, so the bound only ever fires on a fault.
+# hanging it. A 16 MiB echo through Pyro5 and serpent, the slowest call, took about 1 s
+# on the machine described in bench/README.md, so the bound fires only on a fault.
 CALL_TIMEOUT_SECONDS = 60.0
 
 

@@ -121,9 +121,9 @@ def connect_loopback(address: str) -> socket.socket:
 class FrameServer:
     """Accepts loopback connections and serves each in its own thread.
 
-    ``handle_body`` maps a request body to a reply body. ``serve_forever`` returns
-    within ``ACCEPT_POLL_SECONDS`` of ``close``, because accept() on a closed listening
-    socket does not wake up on every platform.
+    ``handle_body`` maps a request body to a reply body. ``serve_forever`` polls
+    accept() and returns within ``ACCEPT_POLL_SECONDS`` of ``close``, because on Linux
+    closing a listening socket does not wake a thread blocked in accept().
     """
 
     def __init__(self, handle_body: Any) -> None:

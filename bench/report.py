@@ -185,7 +185,8 @@ RATIOS: tuple[Ratio, ...] = (
         ("cbor-loop", "ping-8"),
         ("pyro5", "ping-8"),
     ),
-    # CPU time is far less disturbed than wall-clock time by other load on the machine.
+    # CPU time leaves out the time a process waits for a CPU, so other load on the
+    # machine moves it less than wall-clock time. Cache and memory contention still do.
     Ratio(
         "ember/cbor-loop CPU time per small call",
         ("ember", "ping"),

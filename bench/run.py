@@ -219,7 +219,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="short windows and one repeat, about 20 s in all: a smoke test, not a result",
+        help="short windows and one repeat, 20 to 30 s in all: a smoke test, not a result",
     )
     parser.add_argument(
         "--only",

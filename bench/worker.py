@@ -70,7 +70,7 @@ def start_lifetime_watchdog(seconds: float, role: str) -> None:
 class ThreadProfiles:
     """Profiles the calling thread and every thread started after :meth:`install`.
 
-    cProfile records only the thread that enabled it, and servers answer calls in other
+    cProfile records only the thread that enabled it, and servers handle calls in other
     threads, often of a ``Thread`` subclass with its own ``run``. So a profile hook set
     with ``threading.setprofile`` runs once at the start of each new thread and enables
     a profiler for that thread. The worker's own threads are left out.
@@ -201,8 +201,8 @@ def handle_command(client: BenchClient, command: dict[str, Any]) -> dict[str, An
         return {"event": "warmed", "calls": window["calls"], "note": client.echo_note}
 
     # A measurement starts at a moment chosen by the parent, so that concurrent clients
-    # measure the same interval. time.monotonic() reads one system-wide clock on Linux,
-    # macOS and Windows, so the moment means the same in every process.
+    # measure the same interval. On Linux, time.monotonic() reads CLOCK_MONOTONIC, one
+    # clock shared by all processes, so the moment means the same in every process.
     delay = float(command["start_at"]) - time.monotonic()
     if delay > 0:
         time.sleep(delay)

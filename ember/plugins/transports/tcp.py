@@ -432,7 +432,8 @@ class TcpTransport(Transport):
     def is_loopback(self, address: TcpAddress) -> bool:
         """Return ``True`` for ``localhost``, 127.0.0.0/8 and ::1.
 
-        Other host names are not resolved, so they count as reachable from elsewhere.
+        Other host names are not resolved, so they count as reachable from elsewhere, and
+        so does an IPv4-mapped address such as ``::ffff:127.0.0.1``.
         """
         host = _require_address(address).host
         if host.lower().rstrip(".") == "localhost":
@@ -443,7 +444,7 @@ class TcpTransport(Transport):
             return False
 
     def listen(self, address: TcpAddress, options: Mapping[str, object]) -> TcpListener:
-        """Bind ``address`` with ``SO_REUSEADDR`` and listen.
+        """Bind ``address`` and listen, with ``SO_REUSEADDR`` set on POSIX systems.
 
         ``options["backlog"]`` sets the length of the pending-connection queue
         (default :data:`DEFAULT_BACKLOG`). A host name binds its first resolved address.
@@ -474,7 +475,10 @@ class TcpTransport(Transport):
     def connect(
         self, address: TcpAddress, timeout: float, options: Mapping[str, object]
     ) -> TcpStream:
-        """Connect to ``address`` within ``timeout`` seconds; the stream has no timeout."""
+        """Connect to ``address`` within ``timeout`` seconds.
+
+        The stream returned has no timeout until :meth:`TcpStream.set_timeout` sets one.
+        """
         address = _require_address(address)
         _check_connect_timeout(timeout)
 

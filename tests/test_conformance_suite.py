@@ -1,4 +1,4 @@
-"""The conformance suite fails plugins that break their contract, and says how.
+"""The conformance suite fails plugins that break their contract, and reports how.
 
 Each plugin here is a real, working implementation with one deliberate fault, mostly a
 thin wrapper around a bundled plugin. Every test runs the plain-function form of the

@@ -71,11 +71,11 @@ _CHANNEL_TIMEOUT = 5.0
 
 @dataclass(slots=True)
 class AuthenticatorHarness:
-    """What the suite needs to exercise one authenticator.
+    """The authenticator and the key material the suite needs to exercise it.
 
     ``client_options`` and ``server_options`` hold matching key material (the options
     a Proxy and a Daemon would pass, usually a :class:`~ember.kernel.config.Config`).
-    ``wrong_client_options`` holds a client key the server does not accept, and
+    ``wrong_client_options`` contains a client key the server does not accept, and
     ``wrong_server_options`` a server key the client does not accept (for a mutual
     authenticator). ``missing_options`` lacks key material (default: built-in
     defaults). ``expected_identity`` is the ``peer_identity`` the server's session must
@@ -668,7 +668,7 @@ def check_hostile_handshake_messages(subject: AuthenticatorSubject) -> None:
 
 @AUTHENTICATOR_CHECKS.add("silent-peer")
 def check_silent_peer(subject: AuthenticatorSubject) -> None:
-    """A peer that never answers ends the handshake with an ember error in bounded time."""
+    """A peer that never replies ends the handshake with an ember error in bounded time."""
     for side in ("client", "server"):
         result = _against_fake_peer(subject, side, [], close=False, timeout=0.5)
         if result.session is not None:

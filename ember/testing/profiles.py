@@ -1,4 +1,4 @@
-"""Conformance profiles: how to test an installed plugin that the suite knows only by name.
+"""Conformance profiles: how to test an installed plugin that the suite finds only by name.
 
 A pytest subclass declares capabilities and builds its harness in fixtures. An
 installed plugin run by ``ember conformance --plugin NAME`` has no test module, so its
@@ -232,11 +232,11 @@ def _open_subject(plugin: Any, profile: ConformanceProfile) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def _declaration_subject(plugin: Any, kind: str) -> Iterator[Any]:
-    """A subject for the declaration check alone, when no profile describes the plugin."""
+    """Yield a subject for the declaration check alone, when no profile describes the plugin."""
     if kind == "serializer":
         yield SerializerSubject(plugin, SerializerCapabilities())
     elif kind == "transport":
-        # Undeclared, so the plugin's own flag stands in for the declaration.
+        # Nothing is declared, so the plugin's own flag replaces the declaration.
         capabilities = TransportCapabilities(encrypted=bool(getattr(plugin, "is_encrypted",
                                                                     False)))
         yield TransportSubject(TransportHarness(plugin, _no_address), capabilities)
@@ -252,4 +252,4 @@ def _no_address() -> str:
 
 
 def _no_publish(name: str, target: str) -> str:
-    raise CheckSkipped("no conformance profile says how to publish a name")
+    raise CheckSkipped("no conformance profile describes how to publish a name")

@@ -1,6 +1,6 @@
 """The conformance suite as pytest test classes: subclass one per plugin.
 
-Each class holds one test method per check of its kind, generated from the check
+Each class contains one test method per check of its kind, generated from the check
 catalog, so a new check reaches every subclass without an edit. A subclass named
 ``Test...`` sets ``capabilities`` and provides one fixture::
 

@@ -96,13 +96,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture
 def ember_registry() -> Registry:
-    """A registry of the installed plugins, loaded with the built-in defaults."""
+    """Return a registry of the installed plugins, loaded with the built-in defaults."""
     return Registry.load(Config.defaults())
 
 
 @pytest.fixture
 def short_tmp_path() -> Iterator[Path]:
-    """A fresh temporary folder with a short path, removed after the test."""
+    """Yield a fresh temporary folder with a short path, and remove it after the test."""
     folder = Path(tempfile.mkdtemp(prefix="ember-"))
     try:
         yield folder

@@ -1,6 +1,6 @@
 """Conformance checks for name resolvers, callable without pytest.
 
-A :class:`ResolverHarness` tells the suite how to make a name resolvable (publish it)
+A :class:`ResolverHarness` describes to the suite how to make a name resolvable (publish it)
 and how to spell a name that was never published. The checks then verify the contract
 of :class:`~ember.kernel.resolver.Resolver`: a published name resolves to exactly its
 direct URI, an unknown or malformed URI raises UsageError naming it, a result that
@@ -45,7 +45,7 @@ _TARGETS = (
 
 @dataclass(slots=True)
 class ResolverHarness:
-    """What the suite needs to exercise one resolver.
+    """The resolver and the callbacks the suite needs to exercise it.
 
     ``publish(name, direct_uri)`` makes ``name`` resolvable and returns the URI that
     must now resolve to ``direct_uri``; a resolver without names of its own (one that

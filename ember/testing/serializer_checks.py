@@ -295,9 +295,9 @@ def check_unknown_type_rejected(subject: SerializerSubject) -> None:
 
 @SERIALIZER_CHECKS.add("empty-body-rejected")
 def check_empty_body(subject: SerializerSubject) -> None:
-    """loads(b"") raises ProtocolError: an empty body holds no value."""
+    """loads(b"") raises ProtocolError: an empty body contains no value."""
     _expect_protocol_error(subject.serializer, b"", _DEFAULT_LIMITS, "loads(b'')",
-                           "ProtocolError for a body that holds no value")
+                           "ProtocolError for a body that contains no value")
 
 
 @SERIALIZER_CHECKS.add("trailing-bytes-rejected")

@@ -42,14 +42,14 @@ SubjectT = TypeVar("SubjectT")
 ResultT = TypeVar("ResultT")
 
 #: Seconds that one plugin operation under test may take before the suite reports it as
-#: hanging. The contract asks for bounded time, not speed, so the margin is wide.
+#: hanging. The contract requires bounded time, not speed, so the margin is wide.
 DEFAULT_DEADLINE = 10.0
 
 
 class CheckFailed(AssertionError):
     """The plugin broke its contract.
 
-    ``observed`` says what the plugin did and ``required`` what the contract requires;
+    ``observed`` describes what the plugin did and ``required`` what the contract requires;
     the message joins both, so it reads well in a pytest report and on a terminal.
     """
 
@@ -187,7 +187,7 @@ def run_check(check: Check[SubjectT], subject: SubjectT) -> CheckResult:
     except CheckFailed as failure:
         return CheckResult(check.name, "failed", str(failure), time.perf_counter() - started)
     # A plugin's code runs inside the check; whatever escapes is that plugin's failure.
-    except Exception as error:  # noqa: BLE001
+    except (Exception, SystemExit) as error:  # noqa: BLE001
         message = (
             f"the check stopped on {type(error).__name__}: {error}; the contract requires "
             f"that only the documented ember errors escape a plugin"

@@ -65,7 +65,7 @@ _READ_TIMEOUT = DEFAULT_DEADLINE
 
 @dataclass(slots=True)
 class TransportHarness:
-    """What the suite needs to exercise one transport.
+    """The transport and the setup the suite needs to exercise it.
 
     ``listen_address`` returns the text of a fresh loopback address to listen on each
     time it is called (``"127.0.0.1:0"`` for TCP, a new socket path in a temporary
@@ -346,6 +346,30 @@ def check_address_vectors(subject: TransportSubject) -> None:
                           "the listed result for each valid one")
 
 
+@TRANSPORT_CHECKS.add("empty-write")
+def check_empty_write(subject: TransportSubject) -> None:
+    """write(b"") sends nothing and leaves the stream usable in both directions."""
+    # The harness itself relies on this: pair() makes an empty write on the server side.
+    client, server = subject.pair()
+    for writer, reader, direction in ((client, server, "client to server"),
+                                      (server, client, "server to client")):
+        try:
+            writer.write(b"")
+            writer.write(b"after")
+            received = _read_exactly(reader, 5, what="data after an empty write")
+        except CheckFailed:
+            raise
+        except Exception as error:  # noqa: BLE001 - any exception is the finding
+            raise CheckFailed(
+                f"after an empty write {direction}, the next transfer raised "
+                f"{describe_call_error(error)}",
+                "that write(b'') sends nothing and leaves the stream usable",
+            ) from None
+        if received != b"after":
+            raise CheckFailed(f"after an empty write {direction}, the peer read "
+                              f"{_short(received)}", "that write(b'') sends nothing")
+
+
 @TRANSPORT_CHECKS.add("bytes-both-directions")
 def check_bytes_both_directions(subject: TransportSubject) -> None:
     """Bytes written on either side arrive unchanged on the other."""
@@ -568,7 +592,7 @@ def _check_abrupt_close(subject: TransportSubject, closing_side: str) -> None:
 
     peer.set_timeout(_READ_TIMEOUT)
     reader, outcome = _in_thread(lambda: peer.read(1024), f"conformance {other_side} read")
-    time.sleep(0.05)  # let the read block before the close; the result holds either way
+    time.sleep(0.05)  # let the read block before the close; the result is the same either way
     closer.close()
     try:
         data = _joined(reader, outcome, f"the {other_side}'s blocked read")

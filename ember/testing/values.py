@@ -90,7 +90,7 @@ def sample_values(type_name: str) -> list[Any]:
 def nested_sample(types: frozenset[str]) -> object | None:
     """Combine one sample of every declared scalar type inside the declared containers.
 
-    Returns ``None`` when no container type that holds arbitrary values (list or dict)
+    Returns ``None`` when no container type that contains arbitrary values (list or dict)
     is declared, because then there is nothing to nest in.
     """
     scalars = [
@@ -153,7 +153,7 @@ def find_difference(expected: object, actual: object, path: str = "value") -> st
 
     if isinstance(expected, decimal.Decimal):
         assert isinstance(actual, decimal.Decimal)
-        # compare_total tells NaN from sNaN and 1.0 from 1.00, which == does not.
+        # compare_total distinguishes NaN from sNaN and 1.0 from 1.00, which == does not.
         same = expected.compare_total(actual) == 0
         return None if same else f"{path}: expected {expected!r}, got {actual!r}"
 

@@ -1,4 +1,4 @@
-"""What ``ember conformance --plugin filenames`` needs to know about this resolver.
+"""The conformance profile of the filenames resolver, for ``ember conformance``.
 
 :func:`make_harness` publishes a name by appending a line to a names file in the
 folder it is given, and spells URIs with ``?names=`` so no environment is needed.

@@ -6,7 +6,7 @@ URIs: ``ember+file://NAME`` or ``ember+file://localhost/NAME``, optionally follo
 hands a URI to a resolver. Any other query option is passed on to the resolved URI, so
 ``ember+file://localhost/kv?serializer=serpent`` still chooses the serializer.
 
-The names file holds one ``NAME DIRECT-URI`` pair per line; blank lines and lines
+The names file contains one ``NAME DIRECT-URI`` pair per line; blank lines and lines
 starting with ``#`` are ignored::
 
     # name      direct URI

@@ -1,4 +1,4 @@
-"""What ``ember conformance --plugin msgpack`` needs to know about this serializer.
+"""The conformance profile of the msgpack serializer, for ``ember conformance``.
 
 The ``ember.conformance`` entry point in ``pyproject.toml`` names :data:`profile`, and
 the package's own tests use the same capabilities, so both runs check the same promises.

@@ -97,7 +97,7 @@ def scan(data: bytes, max_depth: int) -> None:
             pending.append(children)
 
     if position != end:
-        raise ProtocolError("MessagePack body continues after its value; a body holds "
+        raise ProtocolError("MessagePack body continues after its value; a body contains "
                             "exactly one value", code="bad-body")
 
 

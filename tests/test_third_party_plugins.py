@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,19 +95,30 @@ def pip_install(source: Path, *options: str) -> None:
 
 
 def is_current(distribution_name: str, source: Path, package: str) -> bool:
-    """Return ``True`` if the installed distribution has the same package files as ``source``."""
+    """Return ``True`` if the installed distribution matches ``source``.
+
+    Both the package files and the entry points must be the same, so an edit to either
+    leads to a new install.
+    """
     try:
         distribution = importlib.metadata.distribution(distribution_name)
     except importlib.metadata.PackageNotFoundError:
         return False
+
     for path in sorted((source / package).rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts:
             continue
         installed = Path(str(distribution.locate_file(path.relative_to(source))))
         if not installed.is_file() or installed.read_bytes() != path.read_bytes():
             return False
-    return (source / "pyproject.toml").read_text(encoding="utf-8").count("[project.entry") \
-        == 2 and bool(distribution.entry_points)
+
+    project = tomllib.loads((source / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {(group, name, value)
+                for group, entries in project.get("entry-points", {}).items()
+                for name, value in entries.items()}
+    installed_points = {(point.group, point.name, point.value)
+                        for point in distribution.entry_points}
+    return declared == installed_points
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from ember.testing import TRANSPORT_CHECKS
 
 @pytest.fixture(autouse=True)
 def environment(monkeypatch):
-    """Clear every EMBER_* variable, so the registry sees only the installed plugins."""
+    """Clear every EMBER_* variable, so the registry loads every installed plugin."""
     for variable in [name for name in os.environ if name.startswith("EMBER_")]:
         monkeypatch.delenv(variable)
 

@@ -99,8 +99,8 @@ class Runner:
             measurements: list[Measurement] = []
             for workload in WORKLOADS:
                 print(f"workload {workload.name} ...", file=sys.stderr, flush=True)
-                for name, error in server_errors.items():
-                    measurements.append(Measurement(name, workload, error=error))
+                for name, message in server_errors.items():
+                    measurements.append(Measurement(name, workload, error=message))
                 running = [system for system in systems if system.name in addresses]
                 measurements.extend(self._run_workload(running, servers, addresses, workload))
             return measurements

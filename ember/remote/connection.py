@@ -37,10 +37,11 @@ from ember.kernel.transport import PEER_ADDRESS, Stream
 __all__ = ["FramedConnection"]
 
 # Reads ask the transport for what the current frame still needs, within these bounds:
-# at least one page so small frames arrive in one system call, and at most a few MiB so a
-# peer's declared length never decides how much we allocate up front.
+# at least 64 KiB so small frames arrive in one system call, and at most 256 KiB so a
+# peer's declared length never decides how much we allocate up front. Larger reads were
+# slower in bench/run.py, because each recv() allocates its full size before it shrinks.
 _MIN_READ = 64 * 1024
-_MAX_READ = 4 * 1024 * 1024
+_MAX_READ = 256 * 1024
 
 _connection_ids = itertools.count(1)
 

@@ -32,7 +32,8 @@ T = TypeVar("T")
 def expose(target: T) -> T:
     """Mark a class, method or property as reachable by remote callers.
 
-    On a class, every public method and property it defines or inherits is exposed.
+    On a class, every public method and property it defines or inherits is exposed,
+    but not what a subclass adds or overrides unless the subclass is marked too.
     On a method or property, only that member is. Names starting with ``_`` are never
     exposed, whatever the marking.
     """
@@ -70,6 +71,10 @@ def oneway(method: T) -> T:
 
 
 def is_exposed(target: object) -> bool:
+    if inspect.isclass(target):
+        # Only the class's own mark counts. Through getattr a subclass would inherit
+        # its base's mark and expose the methods it adds without @expose.
+        return bool(vars(target).get(_EXPOSED, False))
     return bool(getattr(target, _EXPOSED, False))
 
 
@@ -101,7 +106,7 @@ def exposed_members(cls: type) -> ExposedMembers:
     if cached is not None:
         return cached
 
-    class_exposed = is_exposed(cls)
+    marked_classes = [klass for klass in cls.__mro__ if is_exposed(klass)]
     methods: set[str] = set()
     oneway_methods: set[str] = set()
     properties: set[str] = set()
@@ -110,6 +115,7 @@ def exposed_members(cls: type) -> ExposedMembers:
     for name, member in inspect.getmembers_static(cls):
         if name.startswith("_"):
             continue
+        class_exposed = _is_exposed_by_class(cls, name, marked_classes)
         if isinstance(member, property):
             if member.fget is not None and (class_exposed or is_exposed(member.fget)):
                 properties.add(name)
@@ -129,6 +135,18 @@ def exposed_members(cls: type) -> ExposedMembers:
     with _cache_lock:
         _cache[cls] = members
     return members
+
+
+def _is_exposed_by_class(cls: type, name: str, marked_classes: list[type]) -> bool:
+    """Tell whether a class marked with @expose covers member ``name`` of ``cls``.
+
+    A marked class covers what it defines and what it inherits, but not what its
+    subclasses define or override: those need a mark of their own.
+    """
+    owner = next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+    if owner is None:
+        return False
+    return any(issubclass(klass, owner) for klass in marked_classes)
 
 
 def find_member(obj: object, object_id: str, name: object, kind: str) -> Callable[..., Any]:

@@ -308,3 +308,36 @@ def test_daemon_keyword_settings(make_daemon: Callable[..., Daemon]) -> None:
     uri = daemon.register(Greeter, instance_mode="single")
     with Proxy(uri, call_timeout=5.0) as proxy:
         assert proxy.greet("ember") == "hello ember"
+
+
+def test_oneway_flood_leaves_calls_served(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(max_workers=1)
+    uri = daemon.register(Probe(), object_id="probe")
+
+    with Proxy(uri, config=Config.defaults()) as flooder, \
+            Proxy(uri, config=Config.defaults(), call_timeout=3.0) as caller:
+        for _ in range(4):
+            flooder.sleep_oneway(1.0)
+
+        # One-way calls have their own pool, so the single call worker stays free.
+        started = time.monotonic()
+        assert caller.echo("served") == "served"
+        assert time.monotonic() - started < 0.9
+
+
+def test_refusals_logged_once_per_interval(make_daemon: Callable[..., Daemon],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    daemon = make_daemon(max_connections=1)
+    uri = daemon.register(Probe(), object_id="probe")
+
+    with Proxy(uri, config=Config.defaults()) as holder:
+        holder.ping()
+        with caplog.at_level("WARNING", logger="ember.daemon"):
+            for _ in range(5):
+                with Proxy(uri, config=Config.defaults()) as refused, \
+                        pytest.raises(TransportError, match="limit of 1 connections"):
+                    refused.ping()
+
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "refused 1 connection(s)" in refusals[0].getMessage()

@@ -14,6 +14,7 @@ can use it to authorize per caller::
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,9 @@ class CallContext:
     peer_address: object
     identity: str | None
     connection_id: int
-    peer_details: dict[str, Any] = field(default_factory=dict)
+    #: Read-only transport details of the peer (for a Unix socket: peer_uid, peer_gid,
+    #: peer_pid).
+    peer_details: Mapping[str, Any] = field(default_factory=dict)
 
 
 _current: contextvars.ContextVar[CallContext] = contextvars.ContextVar("ember_call")

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from ember.kernel.config import Config
@@ -45,7 +48,7 @@ from ember.kernel.transport import (
 from ember.remote.connection import FramedConnection
 from ember.remote.context import CallContext, _current
 from ember.remote.exceptions import describe_exception
-from ember.remote.exposure import check_member, exposed_members, find_member
+from ember.remote.exposure import bind_member, check_member, exposed_members
 from ember.remote.handshake import server_handshake
 from ember.remote.uri import URI, check_object_id
 
@@ -63,6 +66,8 @@ _SET_ATTRIBUTE = int(Flag.SET_ATTRIBUTE)
 
 # Stream details copied into every call context of a connection.
 _PEER_DETAIL_KEYS = (PEER_UID, PEER_GID, PEER_PID, PEER_PUBLIC_KEY)
+
+_REFUSAL_WARNING_INTERVAL = 10.0  # seconds
 
 # How long close() lets calls already executing finish before it closes their
 # connections anyway.
@@ -152,7 +157,7 @@ class Daemon:
         self._objects_lock = threading.Lock()
         self._handlers: set[_ConnectionHandler] = set()
         self._handlers_lock = threading.Lock()
-        self._workers = threading.BoundedSemaphore(self.config.max_workers)
+        self._workers = _Tokens(self.config.max_workers)
         self._oneway_pool = ThreadPoolExecutor(max_workers=self.config.max_workers,
                                                thread_name_prefix="ember-oneway")
         # The executor's queue is unbounded, so this caps one-way calls waiting or
@@ -160,6 +165,8 @@ class Daemon:
         self._oneway_slots = threading.BoundedSemaphore(
             self.config.max_workers * _ONEWAY_QUEUE_FACTOR)
         self._closing = threading.Event()
+        self._last_refusal_warning = -_REFUSAL_WARNING_INTERVAL
+        self._refused_since_warning = 0
         self._closed = threading.Event()
         self._serve_thread: threading.Thread | None = None
         self._serving = threading.Lock()
@@ -281,8 +288,16 @@ class Daemon:
         message = (f"the daemon at {self.location} is serving its limit of "
                    f"{self.config.max_connections} connections; retry later or raise "
                    "max_connections")
-        log.warning("refused a connection from %s: limit of %d connections reached",
-                    connection.peer_address, self.config.max_connections)
+        # A flood of refusals logs one warning per interval, with the count, instead of
+        # one line per connection.
+        now = time.monotonic()
+        self._refused_since_warning += 1
+        if now - self._last_refusal_warning >= _REFUSAL_WARNING_INTERVAL:
+            log.warning("refused %d connection(s), the latest from %s: limit of %d "
+                        "connections reached", self._refused_since_warning,
+                        connection.peer_address, self.config.max_connections)
+            self._last_refusal_warning = now
+            self._refused_since_warning = 0
         try:
             stream.set_timeout(1.0)
             connection.send_error("busy", message)
@@ -346,6 +361,8 @@ class _ConnectionHandler:
                                            daemon.config.max_message_size)
         self.identity: str | None = None
         self.peer_details: dict[str, Any] = {}
+        # Every call's context shares this read-only view instead of copying the dict.
+        self._peer_details_view: Mapping[str, Any] = MappingProxyType(self.peer_details)
         self.session_instances: dict[str, Any] = {}
         self._state_lock = threading.Lock()
         self._busy = False
@@ -420,6 +437,7 @@ class _ConnectionHandler:
                 self.peer_details[key] = value
         uid = self.peer_details.get(PEER_UID)
         self.identity = identity if identity is not None or uid is None else f"uid:{uid}"
+        self._peer_details_view = MappingProxyType(self.peer_details)
         return True
 
     def _tell_peer(self, code: str, message: str) -> None:
@@ -492,11 +510,15 @@ class _ConnectionHandler:
             return
 
         context = CallContext(object_id, self.connection.peer_address, self.identity,
-                              self.connection.id, dict(self.peer_details))
+                              self.connection.id, self._peer_details_view)
         if is_oneway:
             # Waiting for a free slot stalls only this connection, which is the
             # back-pressure a client flooding one-way calls should feel.
-            daemon._oneway_slots.acquire()
+            if not self._wait_for_oneway_slot():
+                log.warning("connection %d from %s: dropped one-way call %s.%s because the "
+                            "daemon is stopping", self.connection.id,
+                            self.connection.peer_address, object_id, member)
+                return
             daemon._oneway_pool.submit(self._run_oneway, target, args, kwargs, context,
                                        f"{object_id}.{member}")
             return
@@ -518,21 +540,26 @@ class _ConnectionHandler:
             raise LookupError(f"no object with id {object_id!r} is registered on this daemon")
         check_member(registration.cls, object_id, member, kind)
         instance = registration.instance(self.session_instances)
-        return find_member(instance, object_id, member, kind)
+        return bind_member(instance, member, kind)
+
+    def _wait_for_oneway_slot(self) -> bool:
+        """Wait for room in the one-way queue; return False if the daemon stops first."""
+        while not self.daemon._oneway_slots.acquire(timeout=0.5):
+            if self._stopping or self.daemon._closing.is_set():
+                return False
+        return True
 
     def _run_oneway(self, target: Callable[..., Any], args: list[Any],
                     kwargs: dict[str, Any], context: CallContext, name: str) -> None:
+        # One-way calls are bounded by their own pool, not by max_workers, so a flood
+        # of slow one-way calls cannot hold up the calls other clients wait for.
+        token = _current.set(context)
         try:
-            with self.daemon._workers:
-                token = _current.set(context)
-                try:
-                    target(*args, **kwargs)
-                except Exception:
-                    log.exception("one-way call %s from %s raised", name,
-                                  context.peer_address)
-                finally:
-                    _current.reset(token)
+            target(*args, **kwargs)
+        except Exception:
+            log.exception("one-way call %s from %s raised", name, context.peer_address)
         finally:
+            _current.reset(token)
             self.daemon._oneway_slots.release()
 
     def _reply_result(self, frame: Frame, serializer: Serializer, result: object,
@@ -574,6 +601,24 @@ class _ConnectionHandler:
         metadata = exposed_members(registration.cls).as_metadata()
         self.connection.send(MessageType.RESULT, serializer.dumps(metadata),
                              serializer_id=serializer.wire_id, request_id=frame.request_id)
+
+
+class _Tokens:
+    """A counting limit for ``with`` blocks, cheaper per use than BoundedSemaphore,
+    which is written in Python on top of a Condition."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, count: int) -> None:
+        self._queue: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(count):
+            self._queue.put(None)
+
+    def __enter__(self) -> None:
+        self._queue.get()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queue.put(None)
 
 
 def _parse_call(payload: object) -> tuple[str, str, list[Any], dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ember.kernel.errors import UsageError
 
 __all__ = ["expose", "oneway", "is_exposed", "ExposedMembers", "exposed_members",
-           "check_member", "find_member"]
+           "bind_member", "check_member", "find_member"]
 
 _EXPOSED = "_ember_exposed"
 _ONEWAY = "_ember_oneway"
@@ -159,7 +159,14 @@ def find_member(obj: object, object_id: str, name: object, kind: str) -> Callabl
     """
     check_member(type(obj), object_id, name, kind)
     assert isinstance(name, str)
+    return bind_member(obj, name, kind)
 
+
+def bind_member(obj: object, name: str, kind: str) -> Callable[..., Any]:
+    """Return the callable for ``name`` of ``obj`` without checking it.
+
+    Only for names that :func:`check_member` has accepted for ``type(obj)``.
+    """
     if kind == "call":
         method: Callable[..., Any] = getattr(obj, name)
         return method

@@ -30,16 +30,26 @@ class DecodeLimits:
     ``max_depth`` is the deepest allowed container nesting; ``max_size`` the largest
     encoded body in bytes (the frame layer has already checked the body against it, and
     a serializer uses it to reject declared lengths inside the body before allocating).
+
+    ``max_items`` is the most values one body may decode to. Every container, list
+    item, dict key, dict value and scalar counts as one, so ``[1, {"a": 2}]`` is five
+    items. A serializer may also count values of its own encoding (a CBOR tag, a pickle
+    call's argument tuple), but never fewer than the values it builds. It bounds the
+    memory of a body that is small on the wire but builds millions of objects, which
+    ``max_size`` alone does not: four bytes of CBOR decode to four empty dicts.
     """
 
     max_depth: int = 64
     max_size: int = 64 * 1024 * 1024
+    max_items: int = 250_000
 
     def __post_init__(self) -> None:
         if self.max_depth < 1:
             raise ValueError(f"max_depth must be at least 1, got {self.max_depth}")
         if self.max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {self.max_size}")
+        if self.max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {self.max_items}")
 
 
 class Serializer(ABC):
@@ -70,10 +80,12 @@ class Serializer(ABC):
         """Decode one complete value from ``data``, which comes from an untrusted peer.
 
         Must raise :class:`~ember.kernel.errors.ProtocolError` for malformed input, for
-        nesting deeper than ``limits.max_depth``, for declared lengths that exceed the
-        data or ``limits.max_size``, and for trailing bytes. Must never import modules,
-        call constructors chosen by the data, or allocate memory in proportion to a
-        length the data declares before checking it.
+        nesting deeper than ``limits.max_depth``, for more values than
+        ``limits.max_items``, for declared lengths that exceed the data or
+        ``limits.max_size``, and for trailing bytes. The item count must be checked
+        before the values are built, or the build stopped as soon as the count is
+        exceeded. Must never import modules, call constructors chosen by the data, or
+        allocate memory in proportion to a length the data declares before checking it.
         """
 
     def __repr__(self) -> str:

@@ -136,7 +136,8 @@ class Daemon:
             allow_unsafe_serializers=self.config.allow_unsafe_serializers,
         )
         self._limits = DecodeLimits(max_depth=self.config.max_depth,
-                                    max_size=self.config.max_message_size)
+                                    max_size=self.config.max_message_size,
+                                    max_items=self.config.max_items)
         # Plugins read their settings (key files, socket modes...) from the config.
         self._options: Mapping[str, object] = self.config
 

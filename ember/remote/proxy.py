@@ -88,7 +88,8 @@ class Proxy:
         _set(self, "_ember_stack", stack)
         _set(self, "_ember_address", address)
         _set(self, "_ember_limits", DecodeLimits(max_depth=config.max_depth,
-                                                 max_size=config.max_message_size))
+                                                 max_size=config.max_message_size,
+                                                 max_items=config.max_items))
         _set(self, "_ember_lock", threading.Lock())
         _set(self, "_ember_connection", None)
         _set(self, "_ember_metadata", None)

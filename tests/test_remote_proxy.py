@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 from conftest import DaemonProcess
 from servers.probe import Probe
 
-from ember import Config, Daemon, EmberTimeout, Proxy, TransportError
+from ember import Config, Daemon, EmberTimeout, PluginError, Proxy, TransportError
+from ember.kernel.hookspecs import hookimpl
+from ember.kernel.registry import Registry
+from ember.kernel.resolver import Resolver
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -198,3 +201,32 @@ def test_idle_close_retried_once(make_daemon: Callable[..., Daemon]) -> None:
 
         assert proxy.echo(2) == 2
         assert proxy._ember_connection is not first
+
+
+def test_name_uri_goes_to_resolver(served: tuple[Daemon, str]) -> None:
+    _, direct_uri = served
+
+    class NameResolver(Resolver):
+        name = "names"
+        schemes = ("ember+name",)
+
+        def resolve(self, uri: str, options: Mapping[str, object]) -> str:
+            assert uri == "ember+name://probe"
+            return direct_uri
+
+    class Plugin:
+        @hookimpl
+        def ember_resolvers(self) -> list[Resolver]:
+            return [NameResolver()]
+
+    registry = Registry.load(Config.defaults())
+    registry.register(Plugin(), name="names")
+
+    # The short form has no address part, so it is only valid for the resolver.
+    with Proxy("ember+name://probe", config=Config.defaults(), registry=registry) as proxy:
+        assert proxy.echo("resolved") == "resolved"
+
+
+def test_unknown_scheme_lists_known_schemes() -> None:
+    with pytest.raises(PluginError, match="ember\\+nowhere"):
+        Proxy("ember+nowhere://x/y", config=Config.defaults())

@@ -34,7 +34,7 @@ from ember.kernel.transport import Address
 from ember.remote.connection import FramedConnection
 from ember.remote.exceptions import rebuild_exception
 from ember.remote.handshake import client_handshake, raise_for_error
-from ember.remote.uri import URI
+from ember.remote.uri import SCHEME_PREFIX, URI
 
 __all__ = ["Proxy"]
 
@@ -71,10 +71,7 @@ class Proxy:
         config = base.replace(**settings)
         registry = registry if registry is not None else get_registry(config)
 
-        parsed = URI.parse(uri)
-        if parsed.transport not in registry.names("transport"):
-            resolver = registry.resolver_for_scheme(parsed.scheme)
-            parsed = URI.parse(resolver.resolve(str(parsed), {}))
+        parsed = URI.parse(_resolve(uri, registry, config))
 
         config = _apply_uri_options(config, parsed)
         stack = registry.compose(serializer=config.serializer, transport=parsed.transport,
@@ -319,3 +316,21 @@ def _apply_uri_options(config: Config, uri: URI) -> Config:
                 f"the environment ({setting.env_var}) or in a key file")
         overrides[name] = setting.coerce(value, f"URI option {name!r}")
     return config.replace(**overrides)
+
+
+def _resolve(uri: str, registry: Registry, config: Config) -> str:
+    """Return ``uri`` if it names a registered transport, else what its resolver makes
+    of it. Resolvers see the URI as written, since their schemes need not follow the
+    direct form (``ember+name://kvstore`` has no address part)."""
+    if not isinstance(uri, str):
+        raise UsageError(f"a URI must be a string, got {type(uri).__name__}")
+    scheme = uri.partition("://")[0].lower()
+    if scheme.startswith(SCHEME_PREFIX) and scheme[len(SCHEME_PREFIX):] in registry.names(
+            "transport"):
+        return uri
+    resolver = registry.resolver_for_scheme(scheme)
+    resolved = resolver.resolve(uri, config)
+    if not isinstance(resolved, str):
+        raise UsageError(f"resolver {resolver.name!r} returned {type(resolved).__name__} for "
+                         f"{uri!r}; resolvers must return a direct URI string")
+    return resolved

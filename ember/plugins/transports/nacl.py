@@ -263,6 +263,8 @@ class NaclStream(Stream):
         if self._failure is not None or self._server_key is not None:
             self._check_failure()
             self._ensure_handshake()
+        if not data:
+            return  # a record carries at least one byte, so nothing is sent
         with self._write_lock:
             if len(data) <= MAX_RECORD_PLAINTEXT:
                 self._inner.write(self._seal(data))

@@ -496,7 +496,9 @@ def test_tags_count_as_nesting_levels() -> None:
 
 
 def test_very_deep_input_is_rejected() -> None:
-    assert_rejected(nested_arrays(1_000_000), "max_depth=64")
+    # max_items is raised so that the depth check, not the item count, rejects it.
+    limits = DecodeLimits(max_items=2_000_000)
+    assert_rejected(nested_arrays(1_000_000), "max_depth=64", limits)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,9 @@ Invariants:
 - ``limits.max_depth`` counts CBOR nesting as cbor2 does: every array, map and tag is one
   level. A tuple or frozenset therefore uses two levels (tag and array), and a tagged
   leaf such as a datetime, UUID or big int adds one.
+- ``limits.max_items`` counts CBOR data items: every array, map, tag, key and value is
+  one. A body over it is rejected by a scan of the item headers before cbor2 builds
+  any object (see :func:`_check_item_count`).
 
 Speed: once cbor2 is given an ``encoders`` table, it looks up the exact type of every
 value in it, and each miss raises ``KeyError`` inside cbor2. With cbor2 6.3 that made
@@ -701,6 +704,48 @@ def _decode_streamed(data: bytes, max_depth: int) -> object:
     raise _trailing_bytes_error()
 
 
+def _check_item_count(data: bytes, max_items: int) -> None:
+    """Raise ProtocolError if ``data`` holds more than ``max_items`` CBOR data items.
+
+    cbor2's C decoder has no item budget, and a 4 MB body of empty maps decodes to about
+    500 MB of dicts. This scan reads every item header in order and skips string and
+    byte string payloads by their declared length, so it needs no memory and one step
+    per item, and it does not follow the nesting: the headers of a well-formed body,
+    read one after the other, are exactly its items. Each array, map, tag, key and
+    value counts as one. A header it cannot read (reserved, indefinite length or
+    truncated) ends the scan, because cbor2 rejects the body at that same header,
+    having built only the items counted before it.
+    """
+    end = len(data)
+    position = 0
+    count = 0
+    from_bytes = int.from_bytes
+    while position < end:
+        count += 1
+        if count > max_items:
+            raise ProtocolError(
+                f"CBOR body contains more than max_items={max_items} items (each array, "
+                f"map, tag, key and value is one); send less data per call, or raise the "
+                f"max_items setting on the receiving side",
+                code="bad-body",
+            )
+        initial = data[position]
+        position += 1
+        info = initial & 0x1F
+        if info < 24:
+            argument = info
+        elif info < 28:
+            size = 1 << (info - 24)
+            argument = from_bytes(data[position:position + size], "big")
+            position += size
+        else:
+            return
+        # Only strings carry a payload after the argument; floats keep theirs in it.
+        major = initial >> 5
+        if major == 2 or major == 3:
+            position += argument
+
+
 def _trailing_bytes_error() -> ProtocolError:
     return ProtocolError(
         "invalid CBOR body: extra bytes follow the value, but a body must contain "
@@ -807,6 +852,11 @@ class CborSerializer(Serializer):
                 f"CBOR body of {size} bytes exceeds the limit of {limits.max_size} bytes",
                 code="bad-body",
             )
+
+        # Every item takes at least one byte, so a body no longer than max_items cannot
+        # exceed it, and the common small body skips the scan.
+        if size > limits.max_items:
+            _check_item_count(data, limits.max_items)
 
         try:
             if size <= _SMALL_BODY_SIZE:

@@ -237,6 +237,24 @@ _NOT_BRACKET = re.compile(r"[^\[\](){}]+")
 _LONG_DIGIT_RUN = re.compile(rf"[0-9_]{{{MAX_INT_DIGITS + 1},}}")
 _BRACKET_DELTA = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
 
+# The item scan below reduces the text to one character per token and then counts
+# separators. A comment runs to the end of its line; string literals are replaced first,
+# so a '#' inside one is gone by then.
+_COMMENT = re.compile(r"#[^\n]*")
+# A Python number literal that does not continue a name or follow a string.
+_NUMBER = re.compile(
+    r"(?<![\w'])(?:0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+"
+    r"|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?)"
+)
+_CONSTANT_NAME = re.compile(r"\b(?:True|False|None)\b")
+# A letter or underscore: part of a name, or of a number such as 1e-05, 0x1F or 1_000.
+_LETTER = re.compile(r"[^\W\d]")
+# After the replacements, a literal contains only these characters.
+_NOT_LITERAL = re.compile(r"[^0-9.'\[\](){},:+\-\s]")
+_WHITESPACE = re.compile(r"\s+")
+# A sign that follows a value is a binary operator, which no literal contains.
+_BINARY_SIGN = re.compile(r"(?<=[^\[({,:])[+-]")
+
 
 def _check_text(text: str, max_depth: int) -> None:
     """Reject nesting and integer literals the parser would spend too much on.
@@ -264,6 +282,51 @@ def _check_text(text: str, max_depth: int) -> None:
         raise ProtocolError(
             f"serpent body contains an integer literal of more than {MAX_INT_DIGITS} "
             f"decimal digits; send larger integers in hexadecimal",
+            code="bad-body",
+        )
+
+
+def _check_item_count(text: str, max_items: int) -> None:
+    """Reject text that would parse to more than ``max_items`` values, before parsing.
+
+    ast.parse builds a syntax tree of about 1 KB per list element before the reader can
+    count anything, so the count comes from the text. The scan replaces each string
+    literal with ``'``, each number and each of the names True, False and None with
+    ``0``, removes comments, and then rejects anything a literal cannot contain: other names,
+    operators, backslashes, a sign after a value and two adjacent strings (which
+    serpent never writes, and which is how a triple-quoted or continued string would
+    hide text from the scan). What remains has one value per separator: the count is
+    1 + opening brackets + commas + colons, less one for each empty container and each
+    trailing comma. That count is exact for text that serpent writes, and larger than
+    the real one for text with redundant brackets or a comment. Values inside a tagged
+    tuple (bytes, datetime...) count as the tuple's three items.
+    """
+    code = _STRING_LITERAL.sub("'", text)
+    code = _COMMENT.sub("", code)
+    code = _CONSTANT_NAME.sub("0", code)
+    # Replacing every number costs more than the rest of the scan, and only numbers
+    # with letters need it.
+    if _LETTER.search(code):
+        code = _NUMBER.sub("0", code)
+    if _NOT_LITERAL.search(code):
+        raise _invalid("it contains a name, operator or backslash outside a literal")
+
+    compact = _WHITESPACE.sub("", code)
+    if "''" in compact:
+        raise _invalid("two string literals follow each other without a separator")
+    if _BINARY_SIGN.search(compact):
+        raise _invalid("a sign follows a value instead of preceding a number")
+
+    opening = compact.count("[") + compact.count("(") + compact.count("{")
+    separators = compact.count(",") + compact.count(":")
+    empty = compact.count("[]") + compact.count("()") + compact.count("{}")
+    trailing = compact.count(",]") + compact.count(",)") + compact.count(",}")
+    count = 1 + opening + separators - empty - trailing
+    if count > max_items:
+        raise ProtocolError(
+            f"serpent body contains {count} values, more than max_items={max_items} "
+            f"(each container, dict key, dict value and scalar is one); send less data "
+            f"per call, or raise the max_items setting on the receiving side",
             code="bad-body",
         )
 
@@ -479,6 +542,10 @@ class SerpentSerializer(Serializer):
         if "\x00" in text:
             raise ProtocolError("serpent body contains a NUL character", code="bad-body")
 
+        # A value takes at least one character, so shorter text cannot exceed max_items
+        # and skips the scan.
+        if len(text) > limits.max_items:
+            _check_item_count(text, limits.max_items)
         _check_text(text, limits.max_depth)
         try:
             tree = ast.parse(text, mode="eval")

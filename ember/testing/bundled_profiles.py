@@ -45,11 +45,14 @@ __all__ = [
 # -- serializers ---------------------------------------------------------------------
 
 #: CBOR carries every type of the catalogue to its own type.
-cbor = ConformanceProfile(SerializerCapabilities(types=frozenset(TYPE_NAMES), formats=("cbor",)))
+cbor = ConformanceProfile(SerializerCapabilities(
+    types=frozenset(TYPE_NAMES), formats=("cbor",), limits_items=True))
 #: serpent restores every type of the catalogue (see docs/serializers.md).
-serpent = ConformanceProfile(SerializerCapabilities(types=frozenset(TYPE_NAMES)))
+serpent = ConformanceProfile(SerializerCapabilities(
+    types=frozenset(TYPE_NAMES), formats=("serpent",), limits_items=True))
 #: pickle carries every type of the catalogue; its allowlist rejects other classes.
-pickle = ConformanceProfile(SerializerCapabilities(types=frozenset(TYPE_NAMES)))
+pickle = ConformanceProfile(SerializerCapabilities(
+    types=frozenset(TYPE_NAMES), formats=("pickle",), limits_items=True))
 
 
 # -- transports ----------------------------------------------------------------------

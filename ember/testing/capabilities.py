@@ -40,13 +40,15 @@ class SerializerCapabilities:
     and hostile inputs; ``vector_files`` adds the plugin's own files (paths). With
     ``rejects_unknown_types`` the serializer promises to raise SerializationError for
     any value outside ``types``; a serializer that encodes arbitrary objects sets it to
-    ``False``.
+    ``False``. With ``limits_items`` it promises to enforce ``DecodeLimits.max_items``,
+    counting one item per value of a plain list or dict.
     """
 
     types: frozenset[str] = frozenset()
     formats: tuple[str, ...] = ()
     vector_files: tuple[str, ...] = ()
     rejects_unknown_types: bool = True
+    limits_items: bool = False
     #: Size in bytes of the largest value the limit checks encode (a bytes value, or a
     #: str when bytes is not declared).
     large_value_size: int = 4 * _MIB

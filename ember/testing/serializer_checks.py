@@ -424,6 +424,41 @@ def check_size_limit(subject: SerializerSubject) -> None:
     )
 
 
+@SERIALIZER_CHECKS.add("item-limit")
+def check_item_limit(subject: SerializerSubject) -> None:
+    """A list or dict of exactly limits.max_items values decodes; one more is rejected."""
+    types = subject.capabilities.types
+    if not subject.capabilities.limits_items:
+        raise CheckSkipped("the serializer does not declare limits_items")
+    if "int" not in types or not types & {"list", "dict"}:
+        raise CheckSkipped("the serializer declares no 'int' with 'list' or 'dict'")
+    # 1000 ints in a list, or 500 int keys with int values in a dict: 1001 values with
+    # the container itself, and no value that a serializer may count twice.
+    value: object = (list(range(1000)) if "list" in types
+                     else {index: index for index in range(500)})
+    count = 1001
+    data = _dumps(subject.serializer, value)
+
+    try:
+        decoded = _loads(subject.serializer, data, DecodeLimits(max_items=count))
+    except CheckFailed:
+        raise
+    except Exception as error:  # noqa: BLE001 - any exception is the finding
+        raise CheckFailed(
+            f"{count} values with max_items={count} raised {describe_call_error(error)}",
+            "that a body of exactly max_items values decodes",
+        ) from None
+    if decoded != value:
+        raise CheckFailed(f"{count} values with max_items={count} decoded to a different "
+                          f"value", "that a body at the item limit decodes to its value")
+
+    _expect_protocol_error(
+        subject.serializer, data, DecodeLimits(max_items=count - 1),
+        f"{count} values with max_items={count - 1}",
+        "ProtocolError for a body of more than limits.max_items values",
+    )
+
+
 @SERIALIZER_CHECKS.add("thread-safety")
 def check_thread_safety(subject: SerializerSubject) -> None:
     """dumps and loads give correct results when called from 8 threads at once."""
@@ -477,7 +512,8 @@ def check_known_answers(subject: SerializerSubject) -> None:
         if not vector.requires <= subject.capabilities.types:
             continue
         checked += 1
-        limits = DecodeLimits(max_depth=vector.max_depth, max_size=vector.max_size)
+        limits = DecodeLimits(max_depth=vector.max_depth, max_size=vector.max_size,
+                              max_items=vector.max_items)
         try:
             decoded = _loads(subject.serializer, vector.data, limits)
         except CheckFailed:
@@ -508,7 +544,8 @@ def check_hostile_vectors(subject: SerializerSubject) -> None:
     for vector in vectors:
         if not vector.requires <= subject.capabilities.types:
             continue
-        limits = DecodeLimits(max_depth=vector.max_depth, max_size=vector.max_size)
+        limits = DecodeLimits(max_depth=vector.max_depth, max_size=vector.max_size,
+                              max_items=vector.max_items)
         allowance = _HOSTILE_MEMORY_ALLOWANCE + 4 * len(vector.data)
         try:
             peak = _traced_peak(functools.partial(

@@ -12,7 +12,8 @@ Serializer vectors (``serializer-FORMAT.jsonl``)::
 
 ``hex`` gives the body; ``parts`` builds a large body from ``[hex, repeat]`` pairs.
 ``value`` uses the notation of :func:`ember.testing.values.decode_notation`. Optional:
-``max_depth`` and ``max_size`` (the decode limits, default 64 and 64 MiB), ``requires``
+``max_depth``, ``max_size`` and ``max_items`` (the decode limits, default 64, 64 MiB
+and 250,000), ``requires``
 (type names the serializer must declare, else the vector is skipped) and ``note``.
 
 Transport address vectors (``transport-addresses.jsonl``) hold ``transport`` (a name,
@@ -70,6 +71,7 @@ class SerializerVector:
     requires: frozenset[str]
     where: str
     note: str = ""
+    max_items: int = 250_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,7 @@ def read_serializer_vectors(path: str | Path) -> list[SerializerVector]:
             value=value,
             max_depth=_positive(record, "max_depth", 64, where),
             max_size=_positive(record, "max_size", 64 * 1024 * 1024, where),
+            max_items=_positive(record, "max_items", 250_000, where),
             requires=requires,
             where=where,
             note=str(record.get("note", "")),

@@ -34,7 +34,7 @@ def test_defaults_match_declarations():
         assert config[setting.name] == setting.default, setting.name
         assert config.source(setting.name) == "default", setting.name
     assert config.port == 0
-    assert config.accepted_serializers == ("cbor", "serpent")
+    assert config.accepted_serializers == ("cbor",)
 
 
 def test_environment_overrides_defaults():

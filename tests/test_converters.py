@@ -203,7 +203,7 @@ class UnregisteredError(Exception):
 def test_types_and_exceptions_cross_daemon(registered: None, make_daemon: Any,
                                            serializer: str) -> None:
     ember.register_exception(QuotaExceeded, name="tests.QuotaExceeded")
-    daemon = make_daemon()
+    daemon = make_daemon(accepted_serializers=("cbor", "serpent"))
     uri = daemon.register(Service(), "service")
 
     with ember.Proxy(uri, config=ember.Config.defaults(), serializer=serializer) as proxy:

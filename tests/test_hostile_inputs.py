@@ -138,7 +138,7 @@ class Echo:
 
 @pytest.fixture(scope="module")
 def wire_daemon() -> Any:
-    daemon = Daemon(config=Config.defaults())
+    daemon = Daemon(config=Config.defaults(), accepted_serializers=("cbor", "serpent"))
     daemon.register(Echo(), "echo")
     daemon.start()
     yield daemon

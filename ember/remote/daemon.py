@@ -495,7 +495,10 @@ class _ConnectionHandler:
                 self.connection.send_error("serializer-rejected", message, frame.request_id)
             return
 
-        payload = serializer.loads(frame.body, daemon._limits)
+        # Decoding takes a worker token too, so at most max_workers bodies are being
+        # turned into objects at once, whatever the number of connections.
+        with daemon._workers:
+            payload = serializer.loads(frame.body, daemon._limits)
         if frame.type is MessageType.METADATA:
             self._reply_metadata(frame, serializer, payload)
             return

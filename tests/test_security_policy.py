@@ -146,17 +146,44 @@ def test_client_missing_key_fails_before_connecting() -> None:
             Proxy(uri, config=config).hello()
 
 
-def test_daemon_missing_key_rejects_clients(caplog: pytest.LogCaptureFixture) -> None:
-    client = Config.defaults().replace(authenticator="hmac", hmac_key=KEY,
-                                       handshake_timeout=60.0)
-    with caplog.at_level(logging.ERROR, logger="ember"), \
-            Daemon(config=Config.defaults().replace(authenticator="hmac")) as daemon:
+def test_daemon_missing_key_fails_at_start() -> None:
+    with pytest.raises(ConfigError, match="hmac authenticator needs a shared key"):
+        Daemon(config=Config.defaults().replace(authenticator="hmac"))
+
+
+def test_proxy_missing_key_fails_at_creation() -> None:
+    with pytest.raises(ConfigError, match="hmac authenticator needs a shared key"):
+        Proxy("ember+tcp://127.0.0.1:9/greeter",
+              config=Config.defaults().replace(authenticator="hmac"))
+
+
+def test_unsafe_key_file_fails_at_start(tmp_path: Path) -> None:
+    key_file = tmp_path / "shared.key"
+    key_file.write_text(KEY)
+    key_file.chmod(0o644)
+
+    with pytest.raises(SecurityError, match="chmod 600"):
+        Daemon(config=Config.defaults().replace(authenticator="hmac",
+                                                hmac_key_file=str(key_file)))
+
+
+def test_key_file_exposed_after_start_rejects_opaquely(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key_file = tmp_path / "shared.key"
+    key_file.write_text(KEY)
+    key_file.chmod(0o600)
+    server = Config.defaults().replace(authenticator="hmac", hmac_key_file=str(key_file))
+    client = Config.defaults().replace(authenticator="hmac", hmac_key=KEY)
+
+    with caplog.at_level(logging.WARNING, logger="ember"), Daemon(config=server) as daemon:
         uri = daemon.register(Greeter, "greeter")
         daemon.start()
-        with pytest.raises(SecurityError, match="authentication failed"):
+        key_file.chmod(0o644)
+        with pytest.raises(SecurityError, match="authentication failed") as caught:
             Proxy(uri, config=client).hello()
 
-    assert "misconfigured" in caplog.text
+    assert "chmod" not in str(caught.value)
+    assert "chmod 600" in caplog.text
 
 
 def test_plain_client_to_nacl_fails_fast(tmp_path: Path) -> None:

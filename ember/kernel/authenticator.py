@@ -67,6 +67,18 @@ class Authenticator(ABC):
     #: Registry name (for example ``"hmac"``).
     name: ClassVar[str]
 
+    def check_options(  # noqa: B027 - optional hook; checking nothing is a valid default
+        self, options: Mapping[str, object], *, server: bool
+    ) -> None:
+        """Check that ``options`` hold the key material this side needs.
+
+        Called once when a daemon (``server=True``) or a proxy (``server=False``) is
+        created, so a missing, malformed or unsafely stored key fails there, with its
+        setting named, instead of on every connection. Raises
+        :class:`~ember.kernel.errors.UsageError` or
+        :class:`~ember.kernel.errors.SecurityError`. The default checks nothing.
+        """
+
     @abstractmethod
     def client_handshake(self, channel: HandshakeChannel, options: Mapping[str, object]) -> Session:
         """Run the client side of the handshake and return the session.

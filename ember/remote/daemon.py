@@ -135,6 +135,8 @@ class Daemon:
             accepted_serializers=self.config.accepted_serializers,
             allow_unsafe_serializers=self.config.allow_unsafe_serializers,
         )
+        if self.stack.authenticator is not None:
+            self.stack.authenticator.check_options(self.config, server=True)
         self._limits = DecodeLimits(max_depth=self.config.max_depth,
                                     max_size=self.config.max_message_size,
                                     max_items=self.config.max_items)

@@ -15,6 +15,7 @@ from typing import Any
 
 import ember
 from ember.kernel.errors import (
+    AuthenticationFailed,
     ConnectionClosed,
     ProtocolError,
     SecurityError,
@@ -107,7 +108,17 @@ def server_handshake(connection: FramedConnection, stack: Stack, timeout: float,
         return None
 
     channel = connection.handshake_channel(max(0.001, deadline - time.monotonic()))
-    session = authenticator.server_handshake(channel, options)
+    try:
+        session = authenticator.server_handshake(channel, options)
+    except AuthenticationFailed:
+        raise
+    except SecurityError as error:
+        # For example a key file that became readable by others after the daemon
+        # started: the client learns only that authentication failed, the daemon's log
+        # gets the reason.
+        failure = AuthenticationFailed()
+        failure.add_note(str(error))
+        raise failure from error
     connection.start_session(session)
     connection.state.authenticated()
     return session.peer_identity

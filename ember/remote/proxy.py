@@ -77,6 +77,8 @@ class Proxy:
         stack = registry.compose(serializer=config.serializer, transport=parsed.transport,
                                  authenticator=config.authenticator or None,
                                  allow_unsafe_serializers=config.allow_unsafe_serializers)
+        if stack.authenticator is not None:
+            stack.authenticator.check_options(config, server=False)
         address = stack.transport.parse_address(parsed.address)
 
         _set = object.__setattr__

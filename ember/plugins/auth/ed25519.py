@@ -161,6 +161,22 @@ class Ed25519Authenticator(Authenticator):
         self._files: dict[Path, AuthorizedKeys] = {}
         self._files_lock = threading.Lock()
 
+    def check_options(self, options: Mapping[str, object], *, server: bool) -> None:
+        signing_key = load_signing_key(options)
+        if server:
+            # Reading the file once checks that it exists, parses and is not writable by
+            # other users.
+            self._authorized_keys(options).lookup(bytes(_KEY_SIZE))
+            return
+        if signing_key is None:
+            raise ConfigError(
+                "the ed25519 authenticator needs this client's private key: set "
+                "ed25519_key_file (EMBER_ED25519_KEY_FILE) to a file made by 'ember keygen "
+                "ed25519'", setting="ed25519_key_file")
+        pinned_text = str(options.get("ed25519_server_key") or "")
+        if pinned_text:
+            decode_hex_key(pinned_text, what="ed25519_server_key", size=_KEY_SIZE)
+
     def client_handshake(self, channel: HandshakeChannel,
                          options: Mapping[str, object]) -> Session:
         signing_key = load_signing_key(options)

@@ -63,6 +63,9 @@ class HmacAuthenticator(Authenticator):
 
     name = "hmac"
 
+    def check_options(self, options: Mapping[str, object], *, server: bool) -> None:
+        load_shared_key(options)
+
     def client_handshake(self, channel: HandshakeChannel,
                          options: Mapping[str, object]) -> Session:
         key = load_shared_key(options)

@@ -17,9 +17,11 @@ big-endian and unsigned::
 
 :class:`FrameDecoder` checks each header field, and the body length against its limit,
 before it keeps a single body byte, so a peer cannot make it allocate memory by
-claiming a large frame. Any violation raises :class:`~ember.kernel.errors.ProtocolError`
-with a ``code`` naming the field, and the decoder stays broken afterwards: a connection
-that saw one malformed frame is closed, never resynchronised.
+claiming a large frame. Only then may it allocate the body's buffer at its declared size,
+which a caller can fill straight from the stream (:meth:`FrameDecoder.get_buffer`). Any
+violation raises :class:`~ember.kernel.errors.ProtocolError` with a ``code`` naming the
+field, and the decoder stays broken afterwards: a connection that saw one malformed frame
+is closed, never resynchronised.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ember.kernel.errors import ProtocolError
+from ember.kernel.errors import ProtocolError, UsageError
 
 __all__ = [
     "MAGIC",
@@ -45,6 +47,7 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "encode_frame",
+    "encode_header",
     "encode_control",
     "decode_control",
 ]
@@ -137,15 +140,33 @@ def encode_frame(
     ``body`` is longer than ``max_body``, so an oversized message fails locally instead
     of being sent and rejected by the peer.
     """
-    if len(body) > max_body:
+    header = encode_header(message_type, len(body), serializer_id=serializer_id,
+                           request_id=request_id, flags=flags, max_body=max_body)
+    return header + body
+
+
+def encode_header(
+    message_type: MessageType,
+    body_length: int,
+    *,
+    serializer_id: int = CONTROL_SERIALIZER_ID,
+    request_id: int = 0,
+    flags: Flag = Flag.NONE,
+    max_body: int = 0xFFFFFFFF,
+) -> bytes:
+    """Return the header of a frame whose body is ``body_length`` bytes long.
+
+    A sender of a large body writes this header and the body as separate buffers, which
+    saves joining them into a new one. Raises like :func:`encode_frame`.
+    """
+    if body_length > max_body:
         raise ProtocolError(
-            f"message body of {len(body)} bytes exceeds the limit of {max_body} bytes; "
+            f"message body of {body_length} bytes exceeds the limit of {max_body} bytes; "
             "send less data per call or raise max_message_size on both sides",
             code="body-too-large",
         )
-    header = HEADER.pack(MAGIC, VERSION, message_type, flags, serializer_id, request_id,
-                         len(body))
-    return header + body
+    return HEADER.pack(MAGIC, VERSION, message_type, flags, serializer_id, request_id,
+                       body_length)
 
 
 class FrameDecoder:
@@ -156,18 +177,30 @@ class FrameDecoder:
     connection raises it once the session is established. Feeding ``b""`` marks the end
     of the stream: a stream that ends inside a frame is a protocol error, and one that
     ends between frames makes :meth:`next_frame` return :data:`FrameDecoder.EOF`.
+
+    Bytes arrive in one of two ways, which may be mixed. :meth:`feed` copies them into
+    the decoder. For a large body, :meth:`get_buffer` instead hands out the body's own
+    buffer, allocated once at its declared size, which the caller fills straight from
+    the stream and reports with :meth:`buffer_updated`. This saves gathering the body in
+    pieces and growing a buffer for it.
     """
 
     NEED_DATA: Final = "need-data"
     EOF: Final = "eof"
 
-    __slots__ = ("_buffer", "_ended", "_failed", "_header", "max_body", "tag_size")
+    __slots__ = ("_body", "_body_filled", "_buffer", "_ended", "_failed", "_header",
+                 "max_body", "tag_size")
 
     def __init__(self, max_body: int, tag_size: int = 0) -> None:
         self.max_body = max_body
         self.tag_size = tag_size
+        # Bytes not yet part of a frame: the header, then the body and tag of a frame
+        # read through feed() alone. With a body buffer, the tag and what follows it.
         self._buffer = bytearray()
         self._header: tuple[int, int, int, int, int] | None = None
+        # The current frame's body at its final size, once get_buffer() allocated it.
+        self._body: bytearray | None = None
+        self._body_filled = 0
         self._ended = False
         self._failed: ProtocolError | None = None
 
@@ -175,22 +208,80 @@ class FrameDecoder:
         """Add bytes received from the peer; ``b""`` means the peer closed the stream."""
         if self._ended and data:
             raise ProtocolError("data fed after the end of the stream", code="after-eof")
-        if data:
-            self._buffer += data
-        else:
+        if not data:
             self._ended = True
+            return
+
+        body = self._body
+        if body is None or self._body_filled == len(body):
+            self._buffer += data
+            return
+        # A body buffer is being filled: its share of data goes there, the rest (tag
+        # and later frames) into the buffer.
+        count = min(len(body) - self._body_filled, len(data))
+        view = memoryview(data)
+        body[self._body_filled:self._body_filled + count] = view[:count]
+        self._body_filled += count
+        if count < len(data):
+            self._buffer += view[count:]
+
+    def get_buffer(self) -> memoryview | None:
+        """Return the unfilled part of the current frame's body buffer, or ``None``.
+
+        The buffer exists only once :meth:`next_frame` has parsed a header that passed
+        every check, so its size is a length already checked against the limit. The
+        first call allocates it and moves the body bytes already fed into it. Write
+        received bytes to the start of the returned view, then call
+        :meth:`buffer_updated` with their count. Returns ``None`` when there is no
+        header yet, when the body is complete, or after the end of the stream; the
+        caller then uses :meth:`feed`. Raises the decoder's earlier ProtocolError, if any.
+        """
+        if self._failed is not None:
+            raise self._failed
+        header = self._header
+        if header is None or self._ended:
+            return None
+
+        body = self._body
+        if body is None:
+            body_length = header[4]
+            buffered = len(self._buffer) - HEADER_SIZE
+            if buffered >= body_length:
+                return None
+            body = bytearray(body_length)
+            body[:buffered] = memoryview(self._buffer)[HEADER_SIZE:]
+            self._buffer.clear()
+            self._body = body
+            self._body_filled = buffered
+
+        if self._body_filled == len(body):
+            return None
+        return memoryview(body)[self._body_filled:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Record that ``nbytes`` bytes were written at the start of the last buffer.
+
+        Raises :class:`~ember.kernel.errors.UsageError` if no buffer was handed out or
+        ``nbytes`` is not between 1 and the buffer's size; report the end of the stream
+        with ``feed(b"")`` instead.
+        """
+        body = self._body
+        room = 0 if body is None else len(body) - self._body_filled
+        if type(nbytes) is not int or not 0 < nbytes <= room:
+            raise UsageError(
+                f"invalid nbytes {nbytes!r} for buffer_updated(): expected an int from 1 "
+                f"to {room}, the size of the buffer from get_buffer()"
+            )
+        self._body_filled += nbytes
 
     @property
     def bytes_needed(self) -> int:
         """Bytes still missing for the frame being read (a read-size hint, at least 1)."""
-        if self._header is None:
-            return max(1, HEADER_SIZE - len(self._buffer))
-        body_length = self._header[4]
-        return max(1, HEADER_SIZE + body_length + self.tag_size - len(self._buffer))
+        return max(1, self._expected_size() - self._received_size())
 
     @property
     def has_partial_frame(self) -> bool:
-        return bool(self._buffer)
+        return bool(self._buffer) or self._body is not None
 
     def next_frame(self) -> Frame | str:
         """Return the next complete frame, :attr:`NEED_DATA` or :attr:`EOF`.
@@ -205,6 +296,7 @@ class FrameDecoder:
         except ProtocolError as error:
             self._failed = error
             self._buffer.clear()
+            self._body = None
             raise
 
     def _next_frame(self) -> Frame | str:
@@ -214,14 +306,26 @@ class FrameDecoder:
             self._header = self._parse_header()
 
         message_type, flags, serializer_id, request_id, body_length = self._header
-        frame_end = HEADER_SIZE + body_length + self.tag_size
-        if len(self._buffer) < frame_end:
-            return self._incomplete("body")
+        body_buffer = self._body
+        if body_buffer is None:
+            frame_end = HEADER_SIZE + body_length + self.tag_size
+            if len(self._buffer) < frame_end:
+                return self._incomplete("body")
+            body_end = HEADER_SIZE + body_length
+            body = bytes(self._buffer[HEADER_SIZE:body_end])
+            tag = bytes(self._buffer[body_end:frame_end])
+            del self._buffer[:frame_end]
+        else:
+            if self._body_filled < body_length or len(self._buffer) < self.tag_size:
+                return self._incomplete("body")
+            # NOTE: Frame.body and Serializer.loads() take bytes, so the body is copied
+            # once more here; a bytearray body would need every serializer to accept one.
+            body = bytes(body_buffer)
+            tag = bytes(self._buffer[:self.tag_size])
+            del self._buffer[:self.tag_size]
+            self._body = None
+            self._body_filled = 0
 
-        body_end = HEADER_SIZE + body_length
-        body = bytes(self._buffer[HEADER_SIZE:body_end])
-        tag = bytes(self._buffer[body_end:frame_end])
-        del self._buffer[:frame_end]
         self._header = None
         return Frame(_TYPES[message_type], _flags(flags), serializer_id, request_id, body, tag)
 
@@ -232,9 +336,14 @@ class FrameDecoder:
             return self.EOF
         raise ProtocolError(
             f"connection closed in the middle of a frame {part} "
-            f"({len(self._buffer)} of {self._expected_size()} bytes received)",
+            f"({self._received_size()} of {self._expected_size()} bytes received)",
             code="truncated",
         )
+
+    def _received_size(self) -> int:
+        if self._body is None:
+            return len(self._buffer)
+        return HEADER_SIZE + self._body_filled + len(self._buffer)
 
     def _expected_size(self) -> int:
         if self._header is None:

@@ -12,8 +12,10 @@ Closing is idempotent everywhere: calling ``close()`` twice is harmless, and aft
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+
+from ember.kernel.errors import TransportError
 
 __all__ = ["Address", "Listener", "Stream", "Transport", "PEER_ADDRESS", "PEER_UID",
            "PEER_GID", "PEER_PID", "PEER_PUBLIC_KEY", "LOCAL_ADDRESS"]
@@ -51,6 +53,31 @@ class Stream(ABC):
         A frame is passed in one call, so a transport can send it in one system call.
         Raises like :meth:`read`.
         """
+
+    def read_into(self, buffer: memoryview) -> int:
+        """Read between 1 and ``len(buffer)`` bytes into the start of ``buffer``.
+
+        Returns the count, or 0 once the peer closed. Raises like :meth:`read`. This
+        default calls :meth:`read` and copies; a socket transport overrides it to receive
+        straight into ``buffer``, which saves a copy of every large frame body.
+        """
+        data = self.read(len(buffer))
+        if len(data) > len(buffer):
+            raise TransportError(
+                f"{type(self).__name__}.read({len(buffer)}) returned {len(data)} bytes; "
+                "a stream must return at most the number of bytes requested"
+            )
+        buffer[:len(data)] = data
+        return len(data)
+
+    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Send the concatenation of ``parts`` like :meth:`write` sends one buffer.
+
+        A frame is passed in one call, as its header, body and tag, so a transport can
+        send it in one system call without joining the parts first. This default joins
+        them and calls :meth:`write`. Raises like :meth:`write`.
+        """
+        self.write(b"".join(parts))
 
     @abstractmethod
     def set_timeout(self, seconds: float | None) -> None:

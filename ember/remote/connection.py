@@ -30,6 +30,7 @@ from ember.kernel.protocol import (
     decode_control,
     encode_control,
     encode_frame,
+    encode_header,
 )
 from ember.kernel.state import ConnectionState, Role, State
 from ember.kernel.transport import PEER_ADDRESS, Stream
@@ -37,11 +38,15 @@ from ember.kernel.transport import PEER_ADDRESS, Stream
 __all__ = ["FramedConnection"]
 
 # Reads ask the transport for what the current frame still needs, within these bounds:
-# at least 64 KiB so small frames arrive in one system call, and at most 256 KiB so a
-# peer's declared length never decides how much we allocate up front. Larger reads were
-# slower in bench/run.py, because each recv() allocates its full size before it shrinks.
+# at least 64 KiB so small frames arrive in one system call, and at most 256 KiB, because
+# each recv() allocates its full size before it shrinks. Once a header has passed its
+# checks, the rest of a larger body goes straight into a buffer of the declared size.
 _MIN_READ = 64 * 1024
 _MAX_READ = 256 * 1024
+
+# Bodies up to this size are joined to their header and written as one buffer, which for
+# small frames costs less than passing the parts separately.
+_MAX_JOINED_BODY = 64 * 1024
 
 _connection_ids = itertools.count(1)
 
@@ -92,6 +97,10 @@ class FramedConnection:
         request_id: int = 0,
         flags: Flag = Flag.NONE,
     ) -> None:
+        if len(body) > _MAX_JOINED_BODY:
+            self._send_parts(message_type, body, serializer_id, request_id, flags)
+            return
+
         frame = encode_frame(message_type, body, serializer_id=serializer_id,
                              request_id=request_id, flags=flags, max_body=self.max_body)
         # Sealing and writing happen under one lock so the session's send counter
@@ -101,6 +110,23 @@ class FramedConnection:
             if session is not None:
                 frame += session.seal(frame)
             self.stream.write(frame)
+        self.last_activity = time.monotonic()
+
+    def _send_parts(self, message_type: MessageType, body: bytes, serializer_id: int,
+                    request_id: int, flags: Flag) -> None:
+        # A large body is written beside its header and tag rather than joined to them,
+        # which would copy it into a freshly allocated buffer.
+        header = encode_header(message_type, len(body), serializer_id=serializer_id,
+                               request_id=request_id, flags=flags, max_body=self.max_body)
+        with self._write_lock:
+            session = self.session
+            if session is None:
+                self.stream.write_parts((header, body))
+            else:
+                # NOTE: Session.seal() takes the frame as one bytes object, so an
+                # authenticated session still pays for one joined copy here.
+                tag = session.seal(header + body)
+                self.stream.write_parts((header, body, tag))
         self.last_activity = time.monotonic()
 
     def send_control(self, message_type: MessageType, fields: dict[str, Any],
@@ -149,17 +175,30 @@ class FramedConnection:
             first_read = False
 
             try:
-                data = self.stream.read(min(max(decoder.bytes_needed, _MIN_READ), _MAX_READ))
+                self._read_more(decoder)
             except EmberTimeout as error:
                 raise EmberTimeout(
                     f"{operation} from {self._describe_peer()} timed out after {timeout:.3g} s",
                     operation=operation,
                     timeout=timeout,
                 ) from error
-            decoder.feed(data)
             result = decoder.next_frame()
             if isinstance(result, Frame):
                 return self._accept(result)
+
+    def _read_more(self, decoder: FrameDecoder) -> None:
+        # Once a header passed its checks, the rest of a large body is received straight
+        # into the body's buffer. Everything else goes through read() and feed().
+        buffer = decoder.get_buffer()
+        if buffer is None:
+            decoder.feed(self.stream.read(min(max(decoder.bytes_needed, _MIN_READ), _MAX_READ)))
+            return
+
+        count = self.stream.read_into(buffer)
+        if count:
+            decoder.buffer_updated(count)
+        else:
+            decoder.feed(b"")
 
     def _set_timeout(self, seconds: float | None) -> None:
         if seconds != self._timeout:

@@ -22,7 +22,7 @@ import selectors
 import socket
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ember.kernel.errors import (
@@ -165,6 +165,24 @@ def _parse_port(port_text: str) -> int:
     return port
 
 
+def send_all_parts(sock: socket.socket, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+    """Send every byte of ``parts``, in order, with as few ``sendmsg`` calls as possible.
+
+    A blocking socket sends everything in one call unless a send timeout or a signal
+    interrupts it; then the call returns the count sent, and the loop resumes after it.
+    """
+    pending = [memoryview(part).cast("B") for part in parts if len(part)]
+    while pending:
+        sent = sock.sendmsg(pending)
+        while sent:
+            first = pending[0]
+            if sent < len(first):
+                pending[0] = first[sent:]
+                break
+            sent -= len(first)
+            del pending[0]
+
+
 def _timeval(seconds: float | None) -> bytes:
     """Pack ``seconds`` as a ``struct timeval`` for SO_RCVTIMEO and SO_SNDTIMEO.
 
@@ -208,7 +226,8 @@ def _is_finite_number(value: object) -> bool:
 class TcpStream(Stream):
     """A connected TCP socket.
 
-    ``write`` sends each call with one ``sendall``. A write that times out or fails may
+    ``write`` sends each call with one ``sendall``, and ``write_parts`` with one
+    ``sendmsg`` unless the kernel accepts only part of the data. A write that times out or fails may
     have sent part of the data, so the caller must close the stream afterwards.
     The stream starts without a timeout; :meth:`set_timeout` sets one.
     """
@@ -243,11 +262,37 @@ class TcpStream(Stream):
             self._raise_if_closed("read from")
         return data
 
+    def read_into(self, buffer: memoryview) -> int:
+        if len(buffer) < 1:
+            raise UsageError("invalid buffer of 0 bytes for read_into(): pass at least 1 byte")
+        self._raise_if_closed("read from")
+
+        try:
+            count = self._socket.recv_into(buffer)
+        except (TimeoutError, BlockingIOError) as error:
+            raise self._timeout_error("reading from", "read") from error
+        except OSError as error:
+            raise self._failure("reading from", error) from error
+
+        if not count:
+            self._raise_if_closed("read from")
+        return count
+
     def write(self, data: bytes) -> None:
         self._raise_if_closed("write to")
 
         try:
             self._socket.sendall(data)
+        except (TimeoutError, BlockingIOError) as error:
+            raise self._timeout_error("writing to", "write") from error
+        except OSError as error:
+            raise self._failure("writing to", error) from error
+
+    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        self._raise_if_closed("write to")
+
+        try:
+            send_all_parts(self._socket, parts)
         except (TimeoutError, BlockingIOError) as error:
             raise self._timeout_error("writing to", "write") from error
         except OSError as error:

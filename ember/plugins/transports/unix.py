@@ -31,7 +31,7 @@ import socket
 import stat
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote_from_bytes, unquote_to_bytes
@@ -54,6 +54,7 @@ from ember.kernel.transport import (
     Stream,
     Transport,
 )
+from ember.plugins.transports.tcp import send_all_parts
 
 __all__ = ["UnixAddress", "UnixListener", "UnixStream", "UnixTransport", "ember_transports"]
 
@@ -106,11 +107,35 @@ class UnixStream(Stream):
         except OSError as error:
             raise self._failure("read from", error) from error
 
+    def read_into(self, buffer: memoryview) -> int:
+        if len(buffer) < 1:
+            raise UsageError("invalid buffer of 0 bytes for read_into(): pass at least 1 byte")
+        if self._closed:
+            raise ConnectionClosed("the connection is closed")
+        try:
+            return self._socket.recv_into(buffer)
+        except TimeoutError as error:
+            raise EmberTimeout(f"read from {self._address} timed out",
+                               operation="read") from error
+        except OSError as error:
+            raise self._failure("read from", error) from error
+
     def write(self, data: bytes) -> None:
         if self._closed:
             raise ConnectionClosed("the connection is closed")
         try:
             self._socket.sendall(data)
+        except TimeoutError as error:
+            raise EmberTimeout(f"write to {self._address} timed out",
+                               operation="write") from error
+        except OSError as error:
+            raise self._failure("write to", error) from error
+
+    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        if self._closed:
+            raise ConnectionClosed("the connection is closed")
+        try:
+            send_all_parts(self._socket, parts)
         except TimeoutError as error:
             raise EmberTimeout(f"write to {self._address} timed out",
                                operation="write") from error

@@ -340,6 +340,18 @@ def test_body_buffer_none_before_header() -> None:
     assert decoder.get_buffer() is None
 
 
+def test_body_buffer_skips_small_body() -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.feed(header(length=1000))
+    decoder.next_frame()
+
+    assert decoder.get_buffer(min_body_size=1001) is None
+    assert decoder.bytes_needed == 1000
+    buffer = decoder.get_buffer(min_body_size=1000)
+    assert buffer is not None
+    assert len(buffer) == 1000
+
+
 def test_body_buffer_none_when_body_buffered() -> None:
     decoder = FrameDecoder(1 << 20, tag_size=4)
     decoder.feed(header(length=10) + bytes(10))

@@ -225,16 +225,17 @@ class FrameDecoder:
         if count < len(data):
             self._buffer += view[count:]
 
-    def get_buffer(self) -> memoryview | None:
+    def get_buffer(self, min_body_size: int = 0) -> memoryview | None:
         """Return the unfilled part of the current frame's body buffer, or ``None``.
 
         The buffer exists only once :meth:`next_frame` has parsed a header that passed
         every check, so its size is a length already checked against the limit. The
-        first call allocates it and moves the body bytes already fed into it. Write
-        received bytes to the start of the returned view, then call
-        :meth:`buffer_updated` with their count. Returns ``None`` when there is no
-        header yet, when the body is complete, or after the end of the stream; the
-        caller then uses :meth:`feed`. Raises the decoder's earlier ProtocolError, if any.
+        first call allocates it, for a body of at least ``min_body_size`` bytes, and
+        moves the body bytes already fed into it. Write received bytes to the start of
+        the returned view, then call :meth:`buffer_updated` with their count. Returns
+        ``None`` when there is no header yet, for a shorter body, when the body is
+        complete, or after the end of the stream; the caller then uses :meth:`feed`.
+        Raises the decoder's earlier ProtocolError, if any.
         """
         if self._failed is not None:
             raise self._failed
@@ -246,7 +247,7 @@ class FrameDecoder:
         if body is None:
             body_length = header[4]
             buffered = len(self._buffer) - HEADER_SIZE
-            if buffered >= body_length:
+            if buffered >= body_length or body_length < min_body_size:
                 return None
             body = bytearray(body_length)
             body[:buffered] = memoryview(self._buffer)[HEADER_SIZE:]

@@ -204,7 +204,7 @@ class FrameDecoder:
         self._ended = False
         self._failed: ProtocolError | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes received from the peer; ``b""`` means the peer closed the stream."""
         if self._ended and data:
             raise ProtocolError("data fed after the end of the stream", code="after-eof")

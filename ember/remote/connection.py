@@ -164,6 +164,8 @@ class FramedConnection:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._set_timeout(timeout)
         first_read = True
+        # Allocated at the second read of a frame, and reused by every later read.
+        scratch: memoryview | None = None
         while True:
             if result == FrameDecoder.EOF:
                 raise ConnectionClosed(f"the peer {self._describe_peer()} closed the connection")
@@ -178,10 +180,12 @@ class FramedConnection:
                         timeout=timeout,
                     )
                 self._set_timeout(remaining)
+                if scratch is None:
+                    scratch = memoryview(bytearray(_MAX_READ))
             first_read = False
 
             try:
-                self._read_more(decoder)
+                self._read_more(decoder, scratch)
             except EmberTimeout as error:
                 raise EmberTimeout(
                     f"{operation} from {self._describe_peer()} timed out after {timeout:.3g} s",
@@ -192,12 +196,20 @@ class FramedConnection:
             if isinstance(result, Frame):
                 return self._accept(result)
 
-    def _read_more(self, decoder: FrameDecoder) -> None:
+    def _read_more(self, decoder: FrameDecoder, scratch: memoryview | None) -> None:
         # Once a header has passed its checks, the rest of a large body is received
-        # straight into the body's buffer. Everything else goes through read() and feed().
+        # straight into the body's buffer. Everything else goes through feed(): the first
+        # read of a frame with read(), later ones into the reused scratch buffer. One
+        # recv() allocation per read of a 1 MiB body made echo calls about twice as slow
+        # in bench/run.py, because glibc kept handing back freshly mapped memory.
         buffer = decoder.get_buffer(_MIN_DIRECT_BODY)
         if buffer is None:
-            decoder.feed(self.stream.read(min(max(decoder.bytes_needed, _MIN_READ), _MAX_READ)))
+            size = min(max(decoder.bytes_needed, _MIN_READ), _MAX_READ)
+            if scratch is None:
+                decoder.feed(self.stream.read(size))
+                return
+            count = self.stream.read_into(scratch[:size])
+            decoder.feed(scratch[:count])
             return
 
         count = self.stream.read_into(buffer)

@@ -37,17 +37,18 @@ from ember.kernel.transport import PEER_ADDRESS, Stream
 
 __all__ = ["FramedConnection"]
 
-# Reads ask the transport for what the current frame still needs, within these bounds:
-# at least 64 KiB so small frames arrive in one system call, and at most 256 KiB, because
-# each recv() allocates its full size before it shrinks.
+# Reads ask the transport for what the current frame still needs, within two bounds. At
+# least 64 KiB, so small frames arrive in one system call. At most 256 KiB, because each
+# recv() allocates its full size before it shrinks.
 _MIN_READ = 64 * 1024
 _MAX_READ = 256 * 1024
 
 # A body of at least this size is received straight into a buffer of its declared size
-# (FrameDecoder.get_buffer) instead of through those reads. In bench/run.py-style echo
-# calls on one Linux VM, the reads were 15-25% faster for 1 MiB bodies, the two were
-# within 10% of each other for 4 MiB, and the body buffer was as fast or up to 40%
-# faster for 16 MiB, depending on how much freed memory glibc kept.
+# (FrameDecoder.get_buffer) instead of through those reads. Measured with echo calls on
+# one Linux VM, when each read still allocated its own bytes: the reads were 15-25%
+# faster for 1 MiB bodies, and the two were within 10% of each other for 4 MiB. For
+# 16 MiB the body buffer was as fast or up to 40% faster, depending on how much freed
+# memory glibc kept.
 _MIN_DIRECT_BODY = 4 * 1024 * 1024
 
 # Bodies up to this size are joined to their header and written as one buffer, which for

@@ -99,8 +99,10 @@ def serve_ember(queue: Any) -> None:
         def echo(self, value: Any) -> Any:
             return value
 
+    # serpent must be accepted explicitly: a default daemon decodes only CBOR.
     daemon = ember.Daemon(config=ember.Config.defaults(), host="127.0.0.1", port=0,
-                          max_message_size=256 * 1024 * 1024)
+                          max_message_size=256 * 1024 * 1024,
+                          accepted_serializers=("cbor", "serpent"))
     queue.put(daemon.register(Echo(), "echo"))
     daemon.serve_forever()
 

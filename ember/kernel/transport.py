@@ -104,6 +104,10 @@ class Listener(ABC):
 
     #: The address actually bound (with the real port when port 0 was requested).
     address: Address
+    #: URI options a client needs to reach this listener, as (name, value) pairs; the
+    #: daemon adds them to every URI it returns. The nacl transports publish their
+    #: public key this way. Optional: a listener without it adds nothing.
+    uri_params: tuple[tuple[str, str], ...] = ()
 
     @abstractmethod
     def accept(self, timeout: float | None) -> Stream | None:

@@ -154,7 +154,7 @@ class Daemon:
         # A listener may list options for every URI, such as the public key that clients
         # of an encrypted transport pin. These options are public by contract.
         self._uri_params: tuple[tuple[str, str], ...] = tuple(
-            getattr(self._listener, "uri_params", ()))
+            self._listener.uri_params)
 
         self._objects: dict[str, _Registration] = {}
         self._objects_lock = threading.Lock()

@@ -27,7 +27,7 @@ import pytest
 
 from ember import Proxy, SecurityError
 from ember.kernel.config import Config
-from ember.kernel.registry import Registry
+from ember.kernel.registry import Registry, reset_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {
@@ -124,10 +124,15 @@ def is_current(distribution_name: str, source: Path, package: str) -> bool:
 @pytest.fixture(scope="session")
 def installed_examples() -> None:
     """Install both example plugins into this environment unless they are current."""
+    installed = False
     for distribution, (source, package) in EXAMPLES.items():
         if not is_current(distribution, source, package):
             pip_install(source, "--force-reinstall")
+            installed = True
     importlib.invalidate_caches()
+    if installed:
+        # Earlier tests may have loaded the process-wide registry without the examples.
+        reset_registry()
 
 
 @pytest.fixture(scope="session")

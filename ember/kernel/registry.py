@@ -51,6 +51,7 @@ __all__ = [
     "Stack",
     "Status",
     "get_registry",
+    "reset_registry",
 ]
 
 logger = logging.getLogger("ember.registry")
@@ -1018,3 +1019,11 @@ def get_registry(config: Config | None = None) -> Registry:
                 _loading_state.active = False
             _shared_registries[key] = registry
     return registry
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registries, so the next :func:`get_registry` loads the
+    entry points again, including plugins installed since the first load. Registries
+    already handed out stay usable."""
+    with _shared_lock:
+        _shared_registries.clear()

@@ -2,9 +2,11 @@
 
 Threading model: one thread accepts connections; each connection gets its own thread
 (at most ``max_connections``), which reads a request, executes it and writes the reply.
-Executing calls is further bounded by ``max_workers`` across all connections, and one-way
-calls run on a separate bounded pool so they never block their connection. A connection
-that misbehaves is closed alone; the others keep being served.
+Decoding request bodies and executing calls are further bounded by ``max_workers``
+across all connections. One-way calls run on a separate pool of ``max_workers`` threads
+with a bounded queue, so their connection reads on while they run; only a full queue
+makes that connection wait. A connection that misbehaves is closed alone, and the others
+keep being served.
 """
 
 from __future__ import annotations

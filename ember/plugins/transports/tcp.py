@@ -40,8 +40,8 @@ from ember.kernel.transport import (
     Transport,
 )
 
-__all__ = ["DEFAULT_BACKLOG", "TcpAddress", "TcpListener", "TcpStream", "TcpTransport",
-           "ember_transports"]
+__all__ = ["DEFAULT_BACKLOG", "SocketStream", "TcpAddress", "TcpListener", "TcpStream",
+           "TcpTransport", "ember_transports"]
 
 #: Pending connections the kernel queues for ``accept`` unless ``options["backlog"]``
 #: sets another number.
@@ -223,23 +223,21 @@ def _is_finite_number(value: object) -> bool:
     )
 
 
-class TcpStream(Stream):
-    """A connected TCP socket.
+class SocketStream(Stream):
+    """A connected stream socket; the TCP and Unix transports share it.
 
     ``write`` sends each call with one ``sendall``, and ``write_parts`` with one
-    ``sendmsg`` unless the kernel accepts only part of the data. A write that times out or fails may
-    have sent part of the data, so the caller must close the stream afterwards.
-    The stream starts without a timeout; :meth:`set_timeout` sets one.
+    ``sendmsg`` unless the kernel accepts only part of the data. A write that times out
+    or fails may have sent part of the data, so the caller must close the stream
+    afterwards. The stream starts without a timeout; :meth:`set_timeout` sets one.
     """
 
-    def __init__(self, sock: socket.socket, peer_address: TcpAddress) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, sock: socket.socket, peer_address: object,
+                 local_address: object) -> None:
         sock.settimeout(None)
-        local_host, local_port = sock.getsockname()[:2]
-
         self._socket = sock
         self._peer_address = peer_address
-        self._local_address = TcpAddress(local_host, local_port)
+        self._local_address = local_address
         self._timeout: float | None = None
         self._close_lock = threading.Lock()
         self._closed = False
@@ -361,7 +359,16 @@ class TcpStream(Stream):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<TcpStream {self._local_address} -> {self._peer_address} {state}>"
+        return f"<{type(self).__name__} {self._local_address} -> {self._peer_address} {state}>"
+
+
+class TcpStream(SocketStream):
+    """A connected TCP socket with ``TCP_NODELAY`` set."""
+
+    def __init__(self, sock: socket.socket, peer_address: TcpAddress) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        local_host, local_port = sock.getsockname()[:2]
+        super().__init__(sock, peer_address, TcpAddress(local_host, local_port))
 
 
 class TcpListener(Listener):

@@ -31,7 +31,7 @@ import socket
 import stat
 import struct
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote_from_bytes, unquote_to_bytes
@@ -45,8 +45,6 @@ from ember.kernel.errors import (
 )
 from ember.kernel.hookspecs import hookimpl
 from ember.kernel.transport import (
-    LOCAL_ADDRESS,
-    PEER_ADDRESS,
     PEER_GID,
     PEER_PID,
     PEER_UID,
@@ -54,7 +52,7 @@ from ember.kernel.transport import (
     Stream,
     Transport,
 )
-from ember.plugins.transports.tcp import send_all_parts
+from ember.plugins.transports.tcp import SocketStream
 
 __all__ = ["UnixAddress", "UnixListener", "UnixStream", "UnixTransport", "ember_transports"]
 
@@ -82,92 +80,21 @@ class UnixAddress:
         return "@" + text if self.abstract else text
 
 
-class UnixStream(Stream):
+class UnixStream(SocketStream):
     """A connected Unix socket; a server-side stream also carries the peer's credentials."""
 
     def __init__(self, sock: socket.socket, address: UnixAddress,
                  credentials: tuple[int, int, int] | None = None) -> None:
-        self._socket = sock
-        self._address = address
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self._details: dict[str, object] = {PEER_ADDRESS: address, LOCAL_ADDRESS: address}
+        super().__init__(sock, address, address)
+        self._credentials: dict[str, object] = {}
         if credentials is not None:
             pid, uid, gid = credentials
-            self._details.update({PEER_PID: pid, PEER_UID: uid, PEER_GID: gid})
-
-    def read(self, max_bytes: int) -> bytes:
-        if self._closed:
-            raise ConnectionClosed("the connection is closed")
-        try:
-            return self._socket.recv(max_bytes)
-        except TimeoutError as error:
-            raise EmberTimeout(f"read from {self._address} timed out",
-                               operation="read") from error
-        except OSError as error:
-            raise self._failure("read from", error) from error
-
-    def read_into(self, buffer: memoryview) -> int:
-        if len(buffer) < 1:
-            raise UsageError("invalid buffer of 0 bytes for read_into(): pass at least 1 byte")
-        if self._closed:
-            raise ConnectionClosed("the connection is closed")
-        try:
-            return self._socket.recv_into(buffer)
-        except TimeoutError as error:
-            raise EmberTimeout(f"read from {self._address} timed out",
-                               operation="read") from error
-        except OSError as error:
-            raise self._failure("read from", error) from error
-
-    def write(self, data: bytes) -> None:
-        if self._closed:
-            raise ConnectionClosed("the connection is closed")
-        try:
-            self._socket.sendall(data)
-        except TimeoutError as error:
-            raise EmberTimeout(f"write to {self._address} timed out",
-                               operation="write") from error
-        except OSError as error:
-            raise self._failure("write to", error) from error
-
-    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
-        if self._closed:
-            raise ConnectionClosed("the connection is closed")
-        try:
-            send_all_parts(self._socket, parts)
-        except TimeoutError as error:
-            raise EmberTimeout(f"write to {self._address} timed out",
-                               operation="write") from error
-        except OSError as error:
-            raise self._failure("write to", error) from error
-
-    def set_timeout(self, seconds: float | None) -> None:
-        if not self._closed:
-            self._socket.settimeout(seconds)
-
-    def shutdown_write(self) -> None:
-        try:
-            self._socket.shutdown(socket.SHUT_WR)
-        except OSError as error:
-            raise self._failure("shutdown of", error) from error
-
-    def close(self) -> None:
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        with contextlib.suppress(OSError):
-            self._socket.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
-        self._socket.close()
+            self._credentials = {PEER_PID: pid, PEER_UID: uid, PEER_GID: gid}
 
     def get_peer_detail(self, key: str, default: object = None) -> object:
-        return self._details.get(key, default)
-
-    def _failure(self, operation: str, error: OSError) -> TransportError:
-        if self._closed:
-            return ConnectionClosed("the connection is closed")
-        return TransportError(f"{operation} {self._address} failed: {error.strerror or error}")
+        if key in self._credentials:
+            return self._credentials[key]
+        return super().get_peer_detail(key, default)
 
 
 class UnixListener(Listener):

@@ -120,9 +120,8 @@ class Frame:
 
     def signed_bytes(self) -> bytes:
         """Rebuild the header plus body that the tag covers."""
-        header = HEADER.pack(MAGIC, VERSION, self.type, self.flags, self.serializer_id,
-                             self.request_id, len(self.body))
-        return header + self.body
+        return encode_frame(self.type, self.body, serializer_id=self.serializer_id,
+                            request_id=self.request_id, flags=self.flags)
 
 
 def encode_frame(

@@ -4,7 +4,7 @@ Threading model: one thread accepts connections; each connection gets its own th
 (at most ``max_connections``), which reads a request, executes it and writes the reply.
 Decoding request bodies and executing calls are further bounded by ``max_workers``
 across all connections. One-way calls run on a separate pool of ``max_workers`` threads
-with a bounded queue, so their connection reads on while they run; only a full queue
+with a bounded queue, so their connection reads on while they run. Only a full queue
 makes that connection wait. A connection that misbehaves is closed alone, and the others
 keep being served.
 """
